@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: MIT
+//
+// pysock/socket.hpp — Python's socket object, and the module functions that make
+// sockets (socketpair, fromfd, create_connection, create_server).
+//
+//   import socket                          #include <pysock/socket.hpp>
+//   s = socket.socket()                    pysock::socket s;   // AF_INET, SOCK_STREAM
+//   s.bind(('127.0.0.1', 8080))            s.bind({"127.0.0.1", 8080});
+//   s.listen()                             s.listen();
+//   conn, addr = s.accept()                auto [conn, addr] = s.accept();
+//   data = conn.recv(1024)                 pysock::bytes data = conn.recv(1024);
+//   conn.sendall(data)                     conn.sendall(data);
+//
+// Semantics are CPython's on Linux:
+// - Every descriptor is created close-on-exec (PEP 446): socket(), accept(),
+//   socketpair(), dup(), fromfd().
+// - Every call that can wait retries on EINTR, keeping its deadline (PEP 475).
+//   close() is never retried.
+// - send(), sendall() and sendto() pass MSG_NOSIGNAL: a closed peer gives
+//   broken_pipe_error, never SIGPIPE.
+// - Timeouts have Python's three modes: settimeout(std::nullopt) blocks,
+//   settimeout(0s) is non-blocking (would-block is blocking_io_error, or the
+//   code std::errc::operation_would_block from the error_code overloads), and
+//   settimeout(d > 0) waits at most d for each call (sendall(): for the whole
+//   call) and then throws timeout_error("timed out"). Timeout mode sets
+//   O_NONBLOCK on the descriptor and waits with poll(); dup()'ed sockets
+//   share the descriptor's O_NONBLOCK flag, as in Python.
+// - A closed, detached or moved-from socket is a valid object whose calls fail
+//   with EBADF ("Bad file descriptor"), never undefined behaviour.
+//
+// Error model (as asio and std::filesystem): each call throws the Python
+// exception class (pysock/error.hpp); the calls a server's hot path makes
+// (accept, connect, recv, recv_into, recvfrom, recvfrom_into, send, sendto)
+// also have an overload taking `std::error_code&` that never throws for a
+// system error, and for recv_into/send/accept allocates nothing.
+#pragma once
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "pysock/address.hpp"
+#include "pysock/buffer.hpp"
+#include "pysock/error.hpp"
+
+namespace pysock {
+
+/// A socket timeout: std::nullopt is blocking, zero is non-blocking.
+using timeout_type = std::optional<std::chrono::nanoseconds>;
+
+/// Python's default listen() backlog: min(SOMAXCONN, 128).
+inline constexpr int default_backlog = SOMAXCONN < 128 ? SOMAXCONN : 128;
+
+/// A typed socket option for the common cases: `sock.setsockopt(so_reuseaddr, true)`.
+template <int Level, int Name, class T>
+struct socket_option {
+  static constexpr int level = Level;
+  static constexpr int name = Name;
+  using value_type = T;
+};
+inline constexpr socket_option<SOL_SOCKET, SO_REUSEADDR, bool> so_reuseaddr{};
+inline constexpr socket_option<SOL_SOCKET, SO_REUSEPORT, bool> so_reuseport{};
+inline constexpr socket_option<SOL_SOCKET, SO_KEEPALIVE, bool> so_keepalive{};
+inline constexpr socket_option<SOL_SOCKET, SO_BROADCAST, bool> so_broadcast{};
+inline constexpr socket_option<SOL_SOCKET, SO_RCVBUF, int> so_rcvbuf{};
+inline constexpr socket_option<SOL_SOCKET, SO_SNDBUF, int> so_sndbuf{};
+inline constexpr socket_option<SOL_SOCKET, SO_TYPE, int> so_type{};
+inline constexpr socket_option<SOL_SOCKET, SO_ERROR, int> so_error{};
+/// SO_LINGER: std::nullopt turns lingering off; a value (whole seconds) turns it on.
+inline constexpr socket_option<SOL_SOCKET, SO_LINGER, std::optional<std::chrono::seconds>> so_linger{};
+inline constexpr socket_option<IPPROTO_TCP, TCP_NODELAY, bool> tcp_nodelay{};
+inline constexpr socket_option<IPPROTO_IPV6, IPV6_V6ONLY, bool> ipv6_v6only{};
+
+class socket {
+ public:
+  /// Python's socket(family, type, proto). SOCK_NONBLOCK in `type` makes the
+  /// socket non-blocking (timeout 0); otherwise it gets getdefaulttimeout().
+  /// Throws os_error (EAFNOSUPPORT for a bad family, EINVAL for a bad type...).
+  explicit socket(int family = AF_INET, int type = SOCK_STREAM, int proto = 0);
+
+  /// Python's socket(fileno=fd): adopts `fd` (no dup; the socket now owns and
+  /// will close it). Family, type and protocol are read from the kernel.
+  /// Throws std::invalid_argument for a negative fd, os_error EBADF for a
+  /// closed one and ENOTSOCK for a descriptor that is not a socket (in which
+  /// case `fd` is left open: it was not adopted).
+  static socket from_fileno(int fd);
+
+  /// An object that owns nothing (fileno() == -1); every call fails with EBADF.
+  /// What a socket becomes after close(), detach() or a move.
+  static socket closed_socket() noexcept { return socket(no_descriptor{}); }
+
+  socket(socket&& other) noexcept;
+  socket& operator=(socket&& other) noexcept;
+  socket(const socket&) = delete;
+  socket& operator=(const socket&) = delete;
+  /// Closes the descriptor if still open, ignoring errors (a destructor cannot
+  /// report them: call close() to see them).
+  ~socket();
+
+  // --- descriptor and identity -------------------------------------------
+
+  /// Closes the descriptor. Idempotent. Throws os_error if close(2) fails
+  /// (EBADF when the descriptor was closed behind the object's back);
+  /// ECONNRESET is ignored, as in Python. The object is closed either way.
+  void close();
+  /// Returns the descriptor and gives up ownership; the object is then closed.
+  int detach() noexcept;
+  /// A new socket on dup(fd) (close-on-exec) with the same timeout.
+  socket dup() const;
+  /// The descriptor, or -1 once closed or detached.
+  int fileno() const noexcept { return fd_; }
+  bool closed() const noexcept { return fd_ < 0; }
+  int family() const noexcept { return family_; }
+  /// The type without SOCK_NONBLOCK/SOCK_CLOEXEC, as Python's `type`.
+  int type() const noexcept { return type_; }
+  int proto() const noexcept { return proto_; }
+
+  // --- connection set-up --------------------------------------------------
+
+  /// Binds to `addr`, resolving a host name for this socket's family.
+  /// Errors name the address: "bind(127.0.0.1:8080): [Errno 98] Address already in use".
+  void bind(const address& addr);
+  /// Marks the socket listening. A negative backlog is taken as 0.
+  void listen(int backlog = default_backlog);
+  /// Waits for a connection; returns the connected socket and the peer's
+  /// address. The new socket is close-on-exec and gets getdefaulttimeout()
+  /// (not the listener's timeout), as in Python.
+  std::pair<socket, address> accept();
+  /// Non-throwing accept: on failure `ec` is set and the socket is closed.
+  /// A non-blocking listener with nothing pending gives operation_would_block.
+  std::pair<socket, address> accept(std::error_code& ec) noexcept;
+  /// Connects, waiting at most the socket's timeout. Throws
+  /// connection_refused_error, timeout_error, gaierror (name resolution),
+  /// blocking_io_error (EINPROGRESS on a non-blocking socket)...
+  void connect(const address& addr);
+  /// Non-throwing connect; a name that does not resolve gives a gai_category code.
+  void connect(const address& addr, std::error_code& ec) noexcept;
+  /// Python's connect_ex(): returns 0 or the errno (ECONNREFUSED, EINPROGRESS on
+  /// a non-blocking socket, EAGAIN when the timeout expired...). Still throws
+  /// for an address that cannot be used (gaierror, bad port, path too long).
+  int connect_ex(const address& addr);
+  address getsockname() const;
+  /// Throws os_error ENOTCONN when not connected.
+  address getpeername() const;
+  /// SHUT_RD, SHUT_WR or SHUT_RDWR. Throws ENOTCONN when not connected.
+  void shutdown(int how);
+
+  // --- data ----------------------------------------------------------------
+
+  /// One recv(2) of at most `bufsize` bytes. An empty result on a stream
+  /// socket means the peer closed its side (EOF). bufsize 0 returns "" at once
+  /// without a system call, as in Python.
+  bytes recv(std::size_t bufsize, int flags = 0);
+  bytes recv(std::size_t bufsize, int flags, std::error_code& ec);
+  /// Receives into caller memory; returns the count (0 at EOF). `nbytes` 0
+  /// means the whole buffer; a larger `nbytes` than the buffer throws
+  /// std::invalid_argument.
+  std::size_t recv_into(mutable_buffer buffer, std::size_t nbytes = 0, int flags = 0);
+  std::size_t recv_into(mutable_buffer buffer, std::size_t nbytes, int flags,
+                        std::error_code& ec) noexcept;
+  /// One send(2); may send less than given (returns the count).
+  std::size_t send(const_buffer data, int flags = 0);
+  std::size_t send(const_buffer data, int flags, std::error_code& ec) noexcept;
+  /// Sends everything, looping over partial writes. In timeout mode one
+  /// deadline covers the whole call. On failure the amount already sent is
+  /// stored in `*sent` when given (Python cannot tell it; pysock can).
+  void sendall(const_buffer data, int flags = 0, std::size_t* sent = nullptr);
+  /// One datagram (or a send on a stream socket) to `addr`.
+  std::size_t sendto(const_buffer data, const address& addr);
+  std::size_t sendto(const_buffer data, int flags, const address& addr);
+  std::size_t sendto(const_buffer data, int flags, const address& addr,
+                     std::error_code& ec) noexcept;
+  /// One datagram and its sender; the address is empty when the kernel gives
+  /// none (a connected stream). A datagram longer than `bufsize` is truncated.
+  std::pair<bytes, address> recvfrom(std::size_t bufsize, int flags = 0);
+  std::pair<bytes, address> recvfrom(std::size_t bufsize, int flags, std::error_code& ec);
+  std::pair<std::size_t, address> recvfrom_into(mutable_buffer buffer, std::size_t nbytes = 0,
+                                                int flags = 0);
+  std::pair<std::size_t, address> recvfrom_into(mutable_buffer buffer, std::size_t nbytes,
+                                                int flags, std::error_code& ec) noexcept;
+
+  // --- options -------------------------------------------------------------
+
+  /// setsockopt(level, opt, int).
+  void setsockopt(int level, int option, int value);
+  /// setsockopt(level, opt, bytes): the caller packs the C struct.
+  void setsockopt(int level, int option, const_buffer value);
+  /// setsockopt(level, opt, None, optlen): optval NULL with a length (AF_ALG).
+  void setsockopt(int level, int option, std::nullptr_t, socklen_t optlen);
+  /// getsockopt(level, opt) → int.
+  int getsockopt(int level, int option) const;
+  /// getsockopt(level, opt, buflen) → bytes; 1 ≤ buflen ≤ 1024, else
+  /// std::invalid_argument ("getsockopt buflen out of range").
+  bytes getsockopt(int level, int option, socklen_t buflen) const;
+  /// Typed forms: sock.setsockopt(pysock::tcp_nodelay, true).
+  template <int L, int N, class T>
+  void setsockopt(socket_option<L, N, T>, const T& value);
+  template <int L, int N, class T>
+  T getsockopt(socket_option<L, N, T>) const;
+
+  // --- blocking, timeouts, inheritance -----------------------------------
+
+  /// setblocking(true) is settimeout(std::nullopt); false is settimeout(0s).
+  void setblocking(bool flag);
+  /// False only in non-blocking mode (timeout 0); true in timeout mode too.
+  bool getblocking() const noexcept { return !timeout_ns_ || *timeout_ns_ != 0; }
+  /// std::nullopt: blocking; 0: non-blocking; > 0: timeout mode. A negative
+  /// value throws std::invalid_argument("Timeout value out of range").
+  /// Fractional durations round away from zero to whole nanoseconds.
+  void settimeout(timeout_type timeout);
+  template <class Rep, class Period>
+  void settimeout(std::chrono::duration<Rep, Period> timeout) {
+    settimeout(timeout_type(round_timeout(timeout)));
+  }
+  timeout_type gettimeout() const noexcept { return to_timeout(timeout_ns_); }
+  /// Python's `timeout` attribute, the same as gettimeout().
+  timeout_type timeout() const noexcept { return gettimeout(); }
+  bool get_inheritable() const;
+  void set_inheritable(bool inheritable);
+
+  /// Rounds a duration to nanoseconds away from zero (1e-12 s → 1 ns), as
+  /// Python's timeout parsing does.
+  template <class Rep, class Period>
+  static std::chrono::nanoseconds round_timeout(std::chrono::duration<Rep, Period> d) {
+    using ns_rep = std::chrono::duration<long double, std::nano>;
+    const long double count = std::chrono::duration_cast<ns_rep>(d).count();
+    const long double whole = count < 0 ? -std::ceil(-count) : std::ceil(count);
+    return std::chrono::nanoseconds(static_cast<std::int64_t>(whole));
+  }
+
+ private:
+  struct no_descriptor {};
+  explicit socket(no_descriptor) noexcept {}
+  socket(int fd, int family, int type, int proto) noexcept;
+  friend std::pair<socket, socket> socketpair(int, int, int);
+  friend socket fromfd(int, int, int, int);
+
+  static timeout_type to_timeout(const std::optional<std::int64_t>& ns) {
+    if (!ns) return std::nullopt;
+    return std::chrono::nanoseconds(*ns);
+  }
+  // Gives a socket this library created the module default timeout; for an
+  // accepted or adopted descriptor `fd_nonblocking` says what the fd is now.
+  void apply_default_timeout(bool fd_nonblocking);
+  void connect_sockaddr(const sockaddr_buffer& target, std::error_code& ec) noexcept;
+  void set_option_raw(int level, int option, const void* value, socklen_t length);
+  void get_option_raw(int level, int option, void* value, socklen_t* length) const;
+  // "recv(127.0.0.1:5000)": the call and the peer (or local) address, for messages.
+  std::string describe(const char* call) const;
+
+  int fd_ = -1;
+  int family_ = AF_UNSPEC;
+  int type_ = 0;
+  int proto_ = 0;
+  std::optional<std::int64_t> timeout_ns_;  // nullopt: blocking
+};
+
+// --- typed options ------------------------------------------------------------
+
+namespace detail {
+template <class T>
+struct option_codec;
+template <>
+struct option_codec<bool> {
+  static int encode(bool v) { return v ? 1 : 0; }
+  static bool decode(int v) { return v != 0; }
+};
+template <>
+struct option_codec<int> {
+  static int encode(int v) { return v; }
+  static int decode(int v) { return v; }
+};
+}  // namespace detail
+
+template <int L, int N, class T>
+void socket::setsockopt(socket_option<L, N, T>, const T& value) {
+  if constexpr (std::is_same_v<T, std::optional<std::chrono::seconds>>) {
+    ::linger l{};
+    l.l_onoff = value.has_value() ? 1 : 0;
+    l.l_linger = value ? static_cast<int>(value->count()) : 0;
+    set_option_raw(L, N, &l, sizeof l);
+  } else {
+    const int raw = detail::option_codec<T>::encode(value);
+    set_option_raw(L, N, &raw, sizeof raw);
+  }
+}
+
+template <int L, int N, class T>
+T socket::getsockopt(socket_option<L, N, T>) const {
+  if constexpr (std::is_same_v<T, std::optional<std::chrono::seconds>>) {
+    ::linger l{};
+    socklen_t length = sizeof l;
+    get_option_raw(L, N, &l, &length);
+    if (!l.l_onoff) return std::nullopt;
+    return std::chrono::seconds(l.l_linger);
+  } else {
+    int raw = 0;
+    socklen_t length = sizeof raw;
+    get_option_raw(L, N, &raw, &length);
+    return detail::option_codec<T>::decode(raw);
+  }
+}
+
+// --- module functions that make sockets --------------------------------------
+
+/// Python's socketpair(): two connected, close-on-exec sockets with the
+/// module default timeout. AF_UNIX by default; AF_INET fails with EOPNOTSUPP
+/// on Linux, as in Python.
+std::pair<socket, socket> socketpair(int family = AF_UNIX, int type = SOCK_STREAM, int proto = 0);
+
+/// Python's fromfd(): a socket on dup(fd) (close-on-exec). `fd` stays open and
+/// owned by the caller; the two share O_NONBLOCK.
+socket fromfd(int fd, int family, int type, int proto = 0);
+
+/// Raised by create_connection(..., all_errors = true) when every address
+/// failed: Python's ExceptionGroup("create_connection failed", [...]).
+class exception_group : public std::runtime_error {
+ public:
+  exception_group(const std::string& message, std::vector<std::exception_ptr> exceptions);
+  const std::vector<std::exception_ptr>& exceptions() const noexcept { return exceptions_; }
+
+ private:
+  std::vector<std::exception_ptr> exceptions_;
+};
+
+/// Options of create_connection() beyond the address.
+struct connection_options {
+  /// Unset: the module default timeout. Set: that timeout for every attempt
+  /// and for the returned socket (std::nullopt inside means blocking).
+  std::optional<timeout_type> timeout;
+  /// Bound before connecting when not empty.
+  address source_address;
+  /// When every attempt failed: false rethrows the last error (its message
+  /// lists every attempt); true throws exception_group with one per attempt.
+  bool all_errors = false;
+};
+
+/// Python's create_connection((host, port)): resolves with getaddrinfo
+/// (SOCK_STREAM) and tries each result in order until one connects.
+socket create_connection(const address& addr, const connection_options& options = {});
+/// Same, with an explicit timeout (std::nullopt: blocking).
+socket create_connection(const address& addr, timeout_type timeout,
+                         const address& source_address = {});
+
+/// Options of create_server().
+struct server_options {
+  int family = AF_INET;
+  /// Unset: listen()'s default backlog.
+  std::optional<int> backlog;
+  /// SO_REUSEPORT, for several listeners (one per thread) on one port.
+  bool reuse_port = false;
+  /// AF_INET6 only: accept IPv4 clients too (IPV6_V6ONLY off).
+  bool dualstack_ipv6 = false;
+};
+
+/// Python's create_server((host, port)): a listening TCP socket with
+/// SO_REUSEADDR; IPV6_V6ONLY is set explicitly unless dualstack_ipv6.
+/// Throws std::invalid_argument for impossible options (dualstack_ipv6 with
+/// AF_INET) and os_error naming the address when bind fails.
+socket create_server(const address& addr, const server_options& options = {});
+
+/// True when this host can make one AF_INET6 listener that accepts IPv4 too.
+bool has_dualstack_ipv6() noexcept;
+
+/// Python's socket.close(fd): closes a raw descriptor; ECONNRESET is ignored,
+/// any other error throws os_error.
+void close(int fd);
+
+/// The module default timeout for sockets created afterwards (initially
+/// std::nullopt: blocking). Negative values throw std::invalid_argument.
+timeout_type getdefaulttimeout() noexcept;
+void setdefaulttimeout(timeout_type timeout);
+template <class Rep, class Period>
+void setdefaulttimeout(std::chrono::duration<Rep, Period> timeout) {
+  setdefaulttimeout(timeout_type(socket::round_timeout(timeout)));
+}
+
+}  // namespace pysock

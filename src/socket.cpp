@@ -1,0 +1,561 @@
+// SPDX-License-Identifier: MIT
+//
+// The socket object: CPython's socketmodule.c semantics (timeouts, EINTR,
+// close-on-exec, MSG_NOSIGNAL) over the raw system calls.
+#include "pysock/socket.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+
+namespace pysock {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+// The module default timeout in nanoseconds; -1 stands for None (blocking).
+std::atomic<std::int64_t> default_timeout_ns{-1};
+
+std::optional<std::int64_t> current_default_timeout() noexcept {
+  const std::int64_t ns = default_timeout_ns.load(std::memory_order_relaxed);
+  if (ns < 0) return std::nullopt;
+  return ns;
+}
+
+std::error_code bad_descriptor() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
+std::error_code timed_out() noexcept { return make_error_code(socket_errc::timed_out); }
+
+bool in_timeout_mode(const std::optional<std::int64_t>& timeout_ns) noexcept {
+  return timeout_ns && *timeout_ns > 0;
+}
+
+// Waits until `fd` is ready for `events` or `deadline` passes (none: forever).
+// poll() is retried on EINTR with the remaining time recomputed (PEP 475), so
+// a stream of signals cannot stretch the timeout.
+bool wait_ready(int fd, short events, const std::optional<steady::time_point>& deadline,
+                std::error_code& ec) noexcept {
+  for (;;) {
+    int timeout_ms = -1;
+    if (deadline) {
+      const auto remaining = *deadline - steady::now();
+      if (remaining <= steady::duration::zero()) {
+        ec = timed_out();
+        return false;
+      }
+      // Round up: a poll() that wakes a little early would only loop again.
+      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(remaining).count();
+      timeout_ms = ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+    }
+    pollfd request{fd, events, 0};
+    const int ready = ::poll(&request, 1, timeout_ms);
+    if (ready > 0) return true;
+    if (ready == 0) {
+      if (deadline && steady::now() < *deadline) continue;  // woke before the deadline
+      ec = timed_out();
+      return false;
+    }
+    if (errno != EINTR) {
+      ec = last_error();
+      return false;
+    }
+  }
+}
+
+// CPython's sock_call_ex, reordered: try the call first and wait only when it
+// would block, which gives the same results and saves a poll() per call on a
+// busy socket. EINTR is retried at once; EAGAIN in timeout mode waits for
+// readiness with the time left and tries again (a wake-up can be spurious).
+// Returns the system call's result, or -1 with `ec` set.
+template <class Syscall>
+auto call_with_timeout(int fd, const std::optional<std::int64_t>& timeout_ns, short events,
+                       std::optional<steady::time_point>& deadline, std::error_code& ec,
+                       Syscall&& syscall) noexcept -> decltype(syscall()) {
+  if (fd < 0) {
+    ec = bad_descriptor();
+    return -1;
+  }
+  for (;;) {
+    const auto result = syscall();
+    if (result >= 0) {
+      ec.clear();
+      return result;
+    }
+    const int err = errno;
+    if (err == EINTR) continue;
+    if ((err == EAGAIN || err == EWOULDBLOCK) && in_timeout_mode(timeout_ns)) {
+      if (!deadline) deadline = steady::now() + std::chrono::nanoseconds(*timeout_ns);
+      if (!wait_ready(fd, events, deadline, ec)) return -1;
+      continue;
+    }
+    ec = {err, std::system_category()};
+    return -1;
+  }
+}
+
+template <class Syscall>
+auto call_with_timeout(int fd, const std::optional<std::int64_t>& timeout_ns, short events,
+                       std::error_code& ec, Syscall&& syscall) noexcept -> decltype(syscall()) {
+  std::optional<steady::time_point> deadline;
+  return call_with_timeout(fd, timeout_ns, events, deadline, ec, std::forward<Syscall>(syscall));
+}
+
+void throw_if(const std::error_code& ec, const std::string& context) {
+  if (ec) throw_os_error(ec, context);
+}
+
+std::optional<std::int64_t> checked_timeout(const timeout_type& timeout) {
+  if (!timeout) return std::nullopt;
+  if (timeout->count() < 0) throw std::invalid_argument("Timeout value out of range");
+  return timeout->count();
+}
+
+}  // namespace
+
+// --- construction and ownership ------------------------------------------------
+
+socket::socket(int family, int type, int proto) {
+  const bool nonblocking_type = (type & SOCK_NONBLOCK) != 0;
+  const std::optional<std::int64_t> default_timeout = current_default_timeout();
+  // A default timeout means an O_NONBLOCK descriptor: ask for it at creation
+  // instead of paying an extra ioctl.
+  const int flags = SOCK_CLOEXEC | (nonblocking_type || default_timeout ? SOCK_NONBLOCK : 0);
+  fd_ = ::socket(family, type | flags, proto);
+  if (fd_ < 0) throw_os_error(last_error(), "socket()");
+  family_ = family;
+  type_ = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+  proto_ = proto;
+  timeout_ns_ = nonblocking_type ? std::optional<std::int64_t>(0) : default_timeout;
+}
+
+socket::socket(int fd, int family, int type, int proto) noexcept
+    : fd_(fd), family_(family), type_(type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)), proto_(proto) {}
+
+socket socket::from_fileno(int fd) {
+  if (fd < 0) throw std::invalid_argument("negative file descriptor");
+  sockaddr_storage name{};
+  socklen_t length = sizeof name;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&name), &length) != 0)
+    throw_os_error(last_error(), "socket(fileno=" + std::to_string(fd) + ")");
+  int type = 0;
+  int proto = 0;
+  socklen_t option_length = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &option_length) != 0)
+    throw_os_error(last_error(), "socket(fileno=" + std::to_string(fd) + ")");
+  option_length = sizeof proto;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &option_length) != 0) proto = 0;
+  socket adopted(fd, name.ss_family, type, proto);
+  const int status = ::fcntl(fd, F_GETFL);
+  adopted.apply_default_timeout(status >= 0 && (status & O_NONBLOCK) != 0);
+  return adopted;
+}
+
+void socket::apply_default_timeout(bool fd_nonblocking) {
+  timeout_ns_ = current_default_timeout();
+  // With no default (None) the descriptor is left as it is, as in Python.
+  if (timeout_ns_ && !fd_nonblocking) {
+    int on = 1;
+    if (::ioctl(fd_, FIONBIO, &on) != 0) throw_os_error(last_error(), "socket()");
+  }
+}
+
+socket::socket(socket&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      family_(other.family_),
+      type_(other.type_),
+      proto_(other.proto_),
+      timeout_ns_(other.timeout_ns_) {}
+
+socket& socket::operator=(socket&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = std::exchange(other.fd_, -1);
+    family_ = other.family_;
+    type_ = other.type_;
+    proto_ = other.proto_;
+    timeout_ns_ = other.timeout_ns_;
+  }
+  return *this;
+}
+
+socket::~socket() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void socket::close() {
+  if (fd_ < 0) return;
+  const int fd = std::exchange(fd_, -1);
+  // Never retried: on Linux the descriptor is gone even when close() reports
+  // EINTR, and a retry could close a descriptor another thread just opened.
+  // ECONNRESET only says the peer had reset; the descriptor is released.
+  if (::close(fd) != 0 && errno != ECONNRESET && errno != EINTR)
+    throw_os_error(last_error(), "close()");
+}
+
+int socket::detach() noexcept { return std::exchange(fd_, -1); }
+
+socket socket::dup() const {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "dup()");
+  const int copy = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw_os_error(last_error(), "dup()");
+  socket duplicate(copy, family_, type_, proto_);
+  duplicate.timeout_ns_ = timeout_ns_;  // the O_NONBLOCK flag is already shared
+  return duplicate;
+}
+
+std::string socket::describe(const char* call) const {
+  std::string text = call;
+  text += '(';
+  if (fd_ >= 0) {
+    sockaddr_storage name{};
+    socklen_t length = sizeof name;
+    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0 ||
+        (length = sizeof name, ::getsockname(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0)) {
+      text += address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length).to_string();
+    }
+  }
+  text += ')';
+  return text;
+}
+
+// --- connection set-up ------------------------------------------------------------
+
+void socket::bind(const address& addr) {
+  std::error_code ec;
+  const sockaddr_buffer target = addr.to_sockaddr(family_, ec);
+  if (!ec && fd_ < 0) ec = bad_descriptor();
+  if (!ec && ::bind(fd_, target.get(), target.length) != 0) ec = last_error();
+  throw_if(ec, "bind(" + addr.to_string() + ")");
+}
+
+void socket::listen(int backlog) {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "listen()");
+  if (::listen(fd_, backlog < 0 ? 0 : backlog) != 0) throw_os_error(last_error(), describe("listen"));
+}
+
+std::pair<socket, address> socket::accept(std::error_code& ec) noexcept {
+  sockaddr_storage peer;
+  socklen_t length = 0;
+  const std::optional<std::int64_t> default_timeout = current_default_timeout();
+  // Accepted sockets get the module default, not the listener's timeout; a
+  // default means a non-blocking descriptor, asked for in the same call.
+  const int flags = SOCK_CLOEXEC | (default_timeout ? SOCK_NONBLOCK : 0);
+  const int fd = call_with_timeout(fd_, timeout_ns_, POLLIN, ec, [&] {
+    length = sizeof peer;
+    return ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &length, flags);
+  });
+  if (fd < 0) return {closed_socket(), address()};
+  socket conn(fd, family_, type_, proto_);
+  conn.timeout_ns_ = default_timeout;
+  return {std::move(conn), address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), length)};
+}
+
+std::pair<socket, address> socket::accept() {
+  std::error_code ec;
+  auto result = accept(ec);
+  if (ec) throw_os_error(ec, describe("accept"));
+  return result;
+}
+
+// CPython's internal_connect: one connect(2); EINPROGRESS in timeout mode, or
+// EINTR on a blocking socket (the handshake goes on in the kernel), is waited
+// for with poll() and then read back from SO_ERROR.
+void socket::connect_sockaddr(const sockaddr_buffer& target, std::error_code& ec) noexcept {
+  ec.clear();
+  if (fd_ < 0) {
+    ec = bad_descriptor();
+    return;
+  }
+  if (::connect(fd_, target.get(), target.length) == 0) return;
+  const int err = errno;
+  const bool nonblocking = timeout_ns_ && *timeout_ns_ == 0;
+  const bool must_wait = (err == EINTR && !nonblocking) || (err == EINPROGRESS && in_timeout_mode(timeout_ns_));
+  if (!must_wait) {
+    ec = {err, std::system_category()};
+    return;
+  }
+  std::optional<steady::time_point> deadline;
+  if (in_timeout_mode(timeout_ns_)) deadline = steady::now() + std::chrono::nanoseconds(*timeout_ns_);
+  if (!wait_ready(fd_, POLLOUT, deadline, ec)) return;
+  int pending_error = 0;
+  socklen_t length = sizeof pending_error;
+  if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &pending_error, &length) != 0) {
+    ec = last_error();
+  } else if (pending_error != 0 && pending_error != EISCONN) {
+    ec = {pending_error, std::system_category()};
+  }
+}
+
+void socket::connect(const address& addr, std::error_code& ec) noexcept {
+  const sockaddr_buffer target = addr.to_sockaddr(family_, ec);
+  if (!ec) connect_sockaddr(target, ec);
+}
+
+void socket::connect(const address& addr) {
+  std::error_code ec;
+  connect(addr, ec);
+  throw_if(ec, "connect(" + addr.to_string() + ")");
+}
+
+int socket::connect_ex(const address& addr) {
+  std::error_code ec;
+  const sockaddr_buffer target = addr.to_sockaddr(family_, ec);
+  throw_if(ec, "connect_ex(" + addr.to_string() + ")");
+  connect_sockaddr(target, ec);
+  if (!ec) return 0;
+  if (ec == socket_errc::timed_out) return EAGAIN;  // what Python's connect_ex gives
+  if (ec.category() != std::system_category()) throw_os_error(ec, "connect_ex(" + addr.to_string() + ")");
+  return ec.value();
+}
+
+address socket::getsockname() const {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "getsockname()");
+  sockaddr_storage name{};
+  socklen_t length = sizeof name;
+  if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&name), &length) != 0)
+    throw_os_error(last_error(), "getsockname()");
+  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length);
+}
+
+address socket::getpeername() const {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "getpeername()");
+  sockaddr_storage name{};
+  socklen_t length = sizeof name;
+  if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&name), &length) != 0)
+    throw_os_error(last_error(), "getpeername()");
+  return address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length);
+}
+
+void socket::shutdown(int how) {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "shutdown()");
+  if (::shutdown(fd_, how) != 0) throw_os_error(last_error(), "shutdown()");
+}
+
+// --- data -------------------------------------------------------------------------
+
+std::size_t socket::recv_into(mutable_buffer buffer, std::size_t nbytes, int flags,
+                              std::error_code& ec) noexcept {
+  if (nbytes > buffer.size()) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return 0;
+  }
+  const std::size_t wanted = nbytes == 0 ? buffer.size() : nbytes;
+  if (wanted == 0) {  // Python returns 0 without a system call
+    ec.clear();
+    return 0;
+  }
+  const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLIN, ec,
+                                      [&] { return ::recv(fd_, buffer.data(), wanted, flags); });
+  return n < 0 ? 0 : static_cast<std::size_t>(n);
+}
+
+std::size_t socket::recv_into(mutable_buffer buffer, std::size_t nbytes, int flags) {
+  if (nbytes > buffer.size()) throw std::invalid_argument("buffer too small for requested bytes");
+  std::error_code ec;
+  const std::size_t n = recv_into(buffer, nbytes, flags, ec);
+  if (ec) throw_os_error(ec, describe("recv_into"));
+  return n;
+}
+
+bytes socket::recv(std::size_t bufsize, int flags, std::error_code& ec) {
+  ec.clear();
+  if (bufsize == 0) return {};  // Python: b'' with no system call, even when closed
+  bytes data(bufsize, '\0');
+  const std::size_t n = recv_into(data, bufsize, flags, ec);
+  data.resize(n);
+  return data;
+}
+
+bytes socket::recv(std::size_t bufsize, int flags) {
+  std::error_code ec;
+  bytes data = recv(bufsize, flags, ec);
+  if (ec) throw_os_error(ec, describe("recv"));
+  return data;
+}
+
+std::size_t socket::send(const_buffer data, int flags, std::error_code& ec) noexcept {
+  const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLOUT, ec, [&] {
+    return ::send(fd_, data.data(), data.size(), flags | MSG_NOSIGNAL);
+  });
+  return n < 0 ? 0 : static_cast<std::size_t>(n);
+}
+
+std::size_t socket::send(const_buffer data, int flags) {
+  std::error_code ec;
+  const std::size_t n = send(data, flags, ec);
+  if (ec) throw_os_error(ec, describe("send"));
+  return n;
+}
+
+void socket::sendall(const_buffer data, int flags, std::size_t* sent) {
+  std::size_t done = 0;
+  std::error_code ec;
+  // One deadline for the whole call (Python 3.5+), shared by every wait.
+  std::optional<steady::time_point> deadline;
+  while (done < data.size()) {
+    const const_buffer rest = data.subspan(done);
+    const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLOUT, deadline, ec, [&] {
+      return ::send(fd_, rest.data(), rest.size(), flags | MSG_NOSIGNAL);
+    });
+    if (n < 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  if (sent != nullptr) *sent = done;
+  if (ec) throw_os_error(ec, describe("sendall"));
+}
+
+std::size_t socket::sendto(const_buffer data, int flags, const address& addr,
+                           std::error_code& ec) noexcept {
+  const sockaddr_buffer target = addr.to_sockaddr(family_, ec);
+  if (ec) return 0;
+  const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLOUT, ec, [&] {
+    return ::sendto(fd_, data.data(), data.size(), flags | MSG_NOSIGNAL, target.get(), target.length);
+  });
+  return n < 0 ? 0 : static_cast<std::size_t>(n);
+}
+
+std::size_t socket::sendto(const_buffer data, int flags, const address& addr) {
+  std::error_code ec;
+  const std::size_t n = sendto(data, flags, addr, ec);
+  if (ec) throw_os_error(ec, "sendto(" + addr.to_string() + ")");
+  return n;
+}
+
+std::size_t socket::sendto(const_buffer data, const address& addr) { return sendto(data, 0, addr); }
+
+std::pair<std::size_t, address> socket::recvfrom_into(mutable_buffer buffer, std::size_t nbytes,
+                                                      int flags, std::error_code& ec) noexcept {
+  if (nbytes > buffer.size()) {
+    ec = std::make_error_code(std::errc::invalid_argument);
+    return {0, address()};
+  }
+  const std::size_t wanted = nbytes == 0 ? buffer.size() : nbytes;
+  sockaddr_storage peer;
+  socklen_t length = 0;
+  // Unlike recv(), a zero size still makes the call: it waits for (and
+  // consumes) a datagram, as Python does.
+  const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLIN, ec, [&] {
+    length = sizeof peer;
+    return ::recvfrom(fd_, buffer.data(), wanted, flags, reinterpret_cast<sockaddr*>(&peer), &length);
+  });
+  if (n < 0) return {0, address()};
+  return {static_cast<std::size_t>(n), address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), length)};
+}
+
+std::pair<std::size_t, address> socket::recvfrom_into(mutable_buffer buffer, std::size_t nbytes,
+                                                      int flags) {
+  if (nbytes > buffer.size())
+    throw std::invalid_argument("nbytes is greater than the length of the buffer");
+  std::error_code ec;
+  auto result = recvfrom_into(buffer, nbytes, flags, ec);
+  if (ec) throw_os_error(ec, describe("recvfrom_into"));
+  return result;
+}
+
+std::pair<bytes, address> socket::recvfrom(std::size_t bufsize, int flags, std::error_code& ec) {
+  bytes data(bufsize, '\0');
+  auto [n, from] = recvfrom_into(data, bufsize, flags, ec);
+  data.resize(n);
+  return {std::move(data), std::move(from)};
+}
+
+std::pair<bytes, address> socket::recvfrom(std::size_t bufsize, int flags) {
+  std::error_code ec;
+  auto result = recvfrom(bufsize, flags, ec);
+  if (ec) throw_os_error(ec, describe("recvfrom"));
+  return result;
+}
+
+// --- options ------------------------------------------------------------------------
+
+void socket::set_option_raw(int level, int option, const void* value, socklen_t length) {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "setsockopt()");
+  if (::setsockopt(fd_, level, option, value, length) != 0)
+    throw_os_error(last_error(), "setsockopt(" + std::to_string(level) + ", " + std::to_string(option) + ")");
+}
+
+void socket::get_option_raw(int level, int option, void* value, socklen_t* length) const {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "getsockopt()");
+  if (::getsockopt(fd_, level, option, value, length) != 0)
+    throw_os_error(last_error(), "getsockopt(" + std::to_string(level) + ", " + std::to_string(option) + ")");
+}
+
+void socket::setsockopt(int level, int option, int value) {
+  set_option_raw(level, option, &value, sizeof value);
+}
+
+void socket::setsockopt(int level, int option, const_buffer value) {
+  set_option_raw(level, option, value.data(), static_cast<socklen_t>(value.size()));
+}
+
+void socket::setsockopt(int level, int option, std::nullptr_t, socklen_t optlen) {
+  set_option_raw(level, option, nullptr, optlen);
+}
+
+int socket::getsockopt(int level, int option) const {
+  int value = 0;
+  socklen_t length = sizeof value;
+  get_option_raw(level, option, &value, &length);
+  return value;
+}
+
+bytes socket::getsockopt(int level, int option, socklen_t buflen) const {
+  if (buflen < 1 || buflen > 1024) throw std::invalid_argument("getsockopt buflen out of range");
+  bytes value(buflen, '\0');
+  get_option_raw(level, option, value.data(), &buflen);
+  value.resize(buflen);
+  return value;
+}
+
+// --- blocking, timeouts, inheritance ------------------------------------------------
+
+void socket::settimeout(timeout_type timeout) {
+  const std::optional<std::int64_t> ns = checked_timeout(timeout);
+  timeout_ns_ = ns;
+  // Python leaves a closed object's (absent) descriptor alone; a descriptor
+  // closed behind the object's back fails here with EBADF.
+  if (fd_ < 0) return;
+  int nonblocking = ns.has_value() ? 1 : 0;
+  if (::ioctl(fd_, FIONBIO, &nonblocking) != 0) throw_os_error(last_error(), "settimeout()");
+}
+
+void socket::setblocking(bool flag) {
+  settimeout(flag ? timeout_type(std::nullopt) : timeout_type(std::chrono::nanoseconds(0)));
+}
+
+bool socket::get_inheritable() const {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "get_inheritable()");
+  const int flags = ::fcntl(fd_, F_GETFD);
+  if (flags < 0) throw_os_error(last_error(), "get_inheritable()");
+  return (flags & FD_CLOEXEC) == 0;
+}
+
+void socket::set_inheritable(bool inheritable) {
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "set_inheritable()");
+  const int flags = ::fcntl(fd_, F_GETFD);
+  if (flags < 0) throw_os_error(last_error(), "set_inheritable()");
+  const int wanted = inheritable ? (flags & ~FD_CLOEXEC) : (flags | FD_CLOEXEC);
+  if (wanted != flags && ::fcntl(fd_, F_SETFD, wanted) != 0)
+    throw_os_error(last_error(), "set_inheritable()");
+}
+
+// --- module default timeout -----------------------------------------------------------
+
+timeout_type getdefaulttimeout() noexcept {
+  const std::int64_t ns = default_timeout_ns.load(std::memory_order_relaxed);
+  if (ns < 0) return std::nullopt;
+  return std::chrono::nanoseconds(ns);
+}
+
+void setdefaulttimeout(timeout_type timeout) {
+  const std::optional<std::int64_t> ns = checked_timeout(timeout);
+  default_timeout_ns.store(ns ? *ns : -1, std::memory_order_relaxed);
+}
+
+}  // namespace pysock
