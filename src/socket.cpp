@@ -15,10 +15,16 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "io_wait.hpp"
+
 namespace pysock {
 namespace {
 
-using steady = std::chrono::steady_clock;
+using detail::bad_descriptor;
+using detail::call_with_timeout;
+using detail::in_timeout_mode;
+using detail::steady;
+using detail::wait_ready;
 
 // The module default timeout in nanoseconds; -1 stands for None (blocking).
 std::atomic<std::int64_t> default_timeout_ns{-1};
@@ -27,83 +33,6 @@ std::optional<std::int64_t> current_default_timeout() noexcept {
   const std::int64_t ns = default_timeout_ns.load(std::memory_order_relaxed);
   if (ns < 0) return std::nullopt;
   return ns;
-}
-
-std::error_code bad_descriptor() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
-std::error_code timed_out() noexcept { return make_error_code(socket_errc::timed_out); }
-
-bool in_timeout_mode(const std::optional<std::int64_t>& timeout_ns) noexcept {
-  return timeout_ns && *timeout_ns > 0;
-}
-
-// Waits until `fd` is ready for `events` or `deadline` passes (none: forever).
-// poll() is retried on EINTR with the remaining time recomputed (PEP 475), so
-// a stream of signals cannot stretch the timeout.
-bool wait_ready(int fd, short events, const std::optional<steady::time_point>& deadline,
-                std::error_code& ec) noexcept {
-  for (;;) {
-    int timeout_ms = -1;
-    if (deadline) {
-      const auto remaining = *deadline - steady::now();
-      if (remaining <= steady::duration::zero()) {
-        ec = timed_out();
-        return false;
-      }
-      // Round up: a poll() that wakes a little early would only loop again.
-      const auto ms = std::chrono::ceil<std::chrono::milliseconds>(remaining).count();
-      timeout_ms = ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
-    }
-    pollfd request{fd, events, 0};
-    const int ready = ::poll(&request, 1, timeout_ms);
-    if (ready > 0) return true;
-    if (ready == 0) {
-      if (deadline && steady::now() < *deadline) continue;  // woke before the deadline
-      ec = timed_out();
-      return false;
-    }
-    if (errno != EINTR) {
-      ec = last_error();
-      return false;
-    }
-  }
-}
-
-// CPython's sock_call_ex, reordered: try the call first and wait only when it
-// would block, which gives the same results and saves a poll() per call on a
-// busy socket. EINTR is retried at once; EAGAIN in timeout mode waits for
-// readiness with the time left and tries again (a wake-up can be spurious).
-// Returns the system call's result, or -1 with `ec` set.
-template <class Syscall>
-auto call_with_timeout(int fd, const std::optional<std::int64_t>& timeout_ns, short events,
-                       std::optional<steady::time_point>& deadline, std::error_code& ec,
-                       Syscall&& syscall) noexcept -> decltype(syscall()) {
-  if (fd < 0) {
-    ec = bad_descriptor();
-    return -1;
-  }
-  for (;;) {
-    const auto result = syscall();
-    if (result >= 0) {
-      ec.clear();
-      return result;
-    }
-    const int err = errno;
-    if (err == EINTR) continue;
-    if ((err == EAGAIN || err == EWOULDBLOCK) && in_timeout_mode(timeout_ns)) {
-      if (!deadline) deadline = steady::now() + std::chrono::nanoseconds(*timeout_ns);
-      if (!wait_ready(fd, events, deadline, ec)) return -1;
-      continue;
-    }
-    ec = {err, std::system_category()};
-    return -1;
-  }
-}
-
-template <class Syscall>
-auto call_with_timeout(int fd, const std::optional<std::int64_t>& timeout_ns, short events,
-                       std::error_code& ec, Syscall&& syscall) noexcept -> decltype(syscall()) {
-  std::optional<steady::time_point> deadline;
-  return call_with_timeout(fd, timeout_ns, events, deadline, ec, std::forward<Syscall>(syscall));
 }
 
 void throw_if(const std::error_code& ec, const std::string& context) {

@@ -45,9 +45,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <initializer_list>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -83,6 +86,33 @@ inline constexpr socket_option<SOL_SOCKET, SO_ERROR, int> so_error{};
 inline constexpr socket_option<SOL_SOCKET, SO_LINGER, std::optional<std::chrono::seconds>> so_linger{};
 inline constexpr socket_option<IPPROTO_TCP, TCP_NODELAY, bool> tcp_nodelay{};
 inline constexpr socket_option<IPPROTO_IPV6, IPV6_V6ONLY, bool> ipv6_v6only{};
+
+/// One ancillary data item, Python's (cmsg_level, cmsg_type, cmsg_data):
+/// e.g. {SOL_SOCKET, SCM_RIGHTS, <packed ints>}.
+struct ancillary {
+  int level = 0;
+  int type = 0;
+  bytes data;
+  friend bool operator==(const ancillary&, const ancillary&) = default;
+};
+
+/// recvmsg()'s (data, ancdata, msg_flags, address).
+struct recvmsg_result {
+  bytes data;
+  std::vector<ancillary> ancdata;
+  int msg_flags = 0;  ///< MSG_TRUNC, MSG_CTRUNC, MSG_EOR...
+  pysock::address address;
+};
+
+/// recvmsg_into()'s (nbytes, ancdata, msg_flags, address).
+struct recvmsg_into_result {
+  std::size_t nbytes = 0;
+  std::vector<ancillary> ancdata;
+  int msg_flags = 0;
+  pysock::address address;
+};
+
+class socket_stream;
 
 class socket {
  public:
@@ -191,6 +221,56 @@ class socket {
                                                 int flags = 0);
   std::pair<std::size_t, address> recvfrom_into(mutable_buffer buffer, std::size_t nbytes,
                                                 int flags, std::error_code& ec) noexcept;
+
+  // --- message I/O (sendmsg/recvmsg, scatter/gather, sendfile) ---------
+
+  /// Python's sendmsg(buffers, ancdata, flags, address): one sendmsg(2) that
+  /// gathers every buffer (no copy) with control messages; like send(), may
+  /// send less than everything. Each ancillary item takes CMSG_SPACE(len).
+  std::size_t sendmsg(std::span<const const_buffer> buffers, std::span<const ancillary> ancdata = {},
+                      int flags = 0, const pysock::address& addr = {});
+  std::size_t sendmsg(std::initializer_list<const_buffer> buffers,
+                      std::span<const ancillary> ancdata = {}, int flags = 0,
+                      const pysock::address& addr = {}) {
+    return sendmsg(std::span<const const_buffer>(buffers.begin(), buffers.size()), ancdata, flags, addr);
+  }
+  std::size_t sendmsg(std::span<const const_buffer> buffers, std::span<const ancillary> ancdata,
+                      int flags, const pysock::address& addr, std::error_code& ec);
+  /// Python's recvmsg(bufsize, ancbufsize, flags). `ancbufsize` is the room
+  /// for control data in bytes (use cmsg_space()); more than 1 MiB throws
+  /// std::invalid_argument. Descriptors arriving in SCM_RIGHTS are made
+  /// close-on-exec (MSG_CMSG_CLOEXEC, unlike Python) and belong to the caller;
+  /// recv_fds() returns them owned instead.
+  recvmsg_result recvmsg(std::size_t bufsize, std::size_t ancbufsize = 0, int flags = 0);
+  /// Python's recvmsg_into(buffers, ancbufsize, flags): scatters one message
+  /// over the buffers in order.
+  recvmsg_into_result recvmsg_into(std::span<const mutable_buffer> buffers, std::size_t ancbufsize = 0,
+                                   int flags = 0);
+  recvmsg_into_result recvmsg_into(std::initializer_list<mutable_buffer> buffers,
+                                   std::size_t ancbufsize = 0, int flags = 0) {
+    return recvmsg_into(std::span<const mutable_buffer>(buffers.begin(), buffers.size()), ancbufsize, flags);
+  }
+  recvmsg_into_result recvmsg_into(std::span<const mutable_buffer> buffers, std::size_t ancbufsize,
+                                   int flags, std::error_code& ec);
+
+  /// Python's sendfile(file, offset, count): sends `count` bytes (all to the
+  /// end when unset) of the open file `file_fd` from `offset`, zero-copy with
+  /// sendfile(2) for regular files and a read()+send() loop otherwise (pipes,
+  /// character devices). Returns the bytes sent; the file position is left at
+  /// offset + sent, even when an error is thrown. Stream sockets only. In
+  /// timeout mode the timeout applies to each wait, as in Python. Unlike
+  /// Python (ValueError), a non-blocking socket is allowed: the call sends
+  /// what fits and returns the count, or throws blocking_io_error when
+  /// nothing fitted.
+  std::size_t sendfile(int file_fd, std::uint64_t offset = 0,
+                       std::optional<std::uint64_t> count = std::nullopt);
+
+  /// Python's makefile(mode): a buffered std::iostream over the connection,
+  /// for std::getline() and operator<<. `mode` is made of 'r', 'w' and 'b'
+  /// ("b" changes nothing on Linux). The stream works on its own duplicate of
+  /// the descriptor, so the connection stays open until both the socket and
+  /// the stream are closed, as in Python. Defined in pysock/makefile.hpp.
+  socket_stream makefile(std::string_view mode = "r") const;
 
   // --- options -------------------------------------------------------------
 
@@ -374,6 +454,57 @@ socket create_server(const address& addr, const server_options& options = {});
 
 /// True when this host can make one AF_INET6 listener that accepts IPv4 too.
 bool has_dualstack_ipv6() noexcept;
+
+/// Python's CMSG_LEN(n): the length of a control message carrying n bytes.
+/// (The C macros keep their names; these are the functions.)
+std::size_t cmsg_len(std::size_t data_length);
+/// Python's CMSG_SPACE(n): the room one such message takes, padding included.
+std::size_t cmsg_space(std::size_t data_length);
+
+/// An owned descriptor: closed when destroyed unless released. What
+/// recv_fds() returns, so a caller that ignores a descriptor cannot leak it.
+class file_descriptor {
+ public:
+  file_descriptor() noexcept = default;
+  explicit file_descriptor(int fd) noexcept : fd_(fd) {}
+  file_descriptor(file_descriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  file_descriptor& operator=(file_descriptor&& other) noexcept;
+  file_descriptor(const file_descriptor&) = delete;
+  file_descriptor& operator=(const file_descriptor&) = delete;
+  ~file_descriptor();
+  int get() const noexcept { return fd_; }
+  /// Gives the descriptor up to the caller, who then closes it.
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void close() noexcept;
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+/// Python's send_fds(sock, buffers, fds, flags, address): sends the data with
+/// the descriptors in one SCM_RIGHTS message over AF_UNIX. Unlike CPython,
+/// `flags` and `address` are honoured.
+std::size_t send_fds(socket& sock, std::span<const const_buffer> buffers, std::span<const int> fds,
+                     int flags = 0, const address& addr = {});
+inline std::size_t send_fds(socket& sock, std::initializer_list<const_buffer> buffers,
+                            std::initializer_list<int> fds, int flags = 0, const address& addr = {}) {
+  return send_fds(sock, std::span<const const_buffer>(buffers.begin(), buffers.size()),
+                  std::span<const int>(fds.begin(), fds.size()), flags, addr);
+}
+
+/// recv_fds()'s (data, fds, msg_flags, address); the descriptors are owned.
+struct recv_fds_result {
+  bytes data;
+  std::vector<file_descriptor> fds;
+  int msg_flags = 0;  ///< MSG_CTRUNC when more descriptors came than maxfds
+  pysock::address address;
+};
+
+/// Python's recv_fds(sock, bufsize, maxfds, flags): receives data and up to
+/// `maxfds` descriptors, close-on-exec. Descriptors beyond maxfds are
+/// discarded by the kernel and reported with MSG_CTRUNC, as in Python.
+recv_fds_result recv_fds(socket& sock, std::size_t bufsize, std::size_t maxfds, int flags = 0);
 
 /// Python's socket.close(fd): closes a raw descriptor; ECONNRESET is ignored,
 /// any other error throws os_error.
