@@ -33,8 +33,14 @@ std::pair<socket, socket> socketpair(int family, int type, int proto) {
 
 socket fromfd(int fd, int family, int type, int proto) {
   if (fd < 0) throw std::invalid_argument("negative file descriptor");
+  const std::string context = "fromfd(" + std::to_string(fd) + ")";
+  // Python validates the descriptor as a socket (ENOTSOCK for a pipe) before
+  // wrapping it; checking the original spares a dup that would be closed.
+  int kind = 0;
+  socklen_t length = sizeof kind;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &kind, &length) != 0) throw_os_error(last_error(), context);
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (copy < 0) throw_os_error(last_error(), "fromfd(" + std::to_string(fd) + ")");
+  if (copy < 0) throw_os_error(last_error(), context);
   socket adopted(copy, family, type, proto);
   const int status = ::fcntl(copy, F_GETFL);
   adopted.apply_default_timeout(status >= 0 && (status & O_NONBLOCK) != 0);
