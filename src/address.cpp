@@ -22,10 +22,7 @@ namespace {
 constexpr socklen_t unix_path_offset = offsetof(sockaddr_un, sun_path);
 constexpr std::size_t unix_path_capacity = sizeof(sockaddr_un{}.sun_path);
 
-void check_port(int port) {
-  if (port < 0 || port > 65535)
-    throw std::out_of_range("address: port must be 0-65535, got " + std::to_string(port));
-}
+bool port_in_range(int port) noexcept { return port >= 0 && port <= 65535; }
 
 const sockaddr_in& as_in(const sockaddr_buffer& b) {
   return *reinterpret_cast<const sockaddr_in*>(&b.storage);
@@ -77,9 +74,11 @@ std::error_code gai_error(int code) {
 
 }  // namespace
 
+// Ports and flowinfo are checked by the call that uses the address (as in
+// Python, whose bind() says "port must be 0-65535"); until then an address
+// with a value out of range stays in text form.
 address::address(std::string_view host, int port) {
-  check_port(port);
-  if (parse_ipv4(host, port, sa_) || parse_ipv6(host, port, 0, 0, sa_)) {
+  if (port_in_range(port) && (parse_ipv4(host, port, sa_) || parse_ipv6(host, port, 0, 0, sa_))) {
     form_ = form::resolved;
     return;
   }
@@ -90,15 +89,12 @@ address::address(std::string_view host, int port) {
 
 address address::inet6(std::string_view host, int port, std::uint32_t flowinfo,
                        std::uint32_t scope_id) {
-  check_port(port);
-  if (flowinfo > 0xFFFFF)
-    throw std::out_of_range("address: flowinfo must be 0-1048575, got " + std::to_string(flowinfo));
   address a;
   a.four_tuple_ = true;
   a.port_ = port;
   a.flowinfo_ = flowinfo;
   a.scope_id_ = scope_id;
-  if (parse_ipv6(host, port, flowinfo, scope_id, a.sa_)) {
+  if (port_in_range(port) && flowinfo <= 0xFFFFF && parse_ipv6(host, port, flowinfo, scope_id, a.sa_)) {
     a.form_ = form::resolved;
   } else {
     a.form_ = form::host_name;
@@ -247,6 +243,14 @@ sockaddr_buffer address::to_sockaddr(int family, std::error_code& ec) const {
       return out;
     }
     case form::host_name: break;
+  }
+  if (!port_in_range(port_)) {
+    ec = make_error_code(socket_errc::port_out_of_range);
+    return out;
+  }
+  if (flowinfo_ > 0xFFFFF) {
+    ec = make_error_code(socket_errc::flowinfo_out_of_range);
+    return out;
   }
   if (family != AF_INET && family != AF_INET6) {
     ec = make_error_code(socket_errc::address_family_mismatch);

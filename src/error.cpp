@@ -38,6 +38,8 @@ class socket_category_impl final : public std::error_category {
       case socket_errc::protocol_not_found: return "protocol not found";
       case socket_errc::interface_not_found: return "no interface with this name";
       case socket_errc::packed_length: return "packed IP wrong length";
+      case socket_errc::port_out_of_range: return "port must be 0-65535";
+      case socket_errc::flowinfo_out_of_range: return "flowinfo must be 0-1048575";
     }
     return "unknown pysock error";
   }
@@ -49,7 +51,9 @@ class socket_category_impl final : public std::error_category {
       case socket_errc::address_family_mismatch: return std::errc::address_family_not_supported;
       case socket_errc::path_too_long: return std::errc::filename_too_long;
       case socket_errc::illegal_address_string:
-      case socket_errc::packed_length: return std::errc::invalid_argument;
+      case socket_errc::packed_length:
+      case socket_errc::port_out_of_range:
+      case socket_errc::flowinfo_out_of_range: return std::errc::invalid_argument;
       case socket_errc::empty_resolution:
       case socket_errc::service_not_found:
       case socket_errc::port_not_found:
@@ -108,7 +112,10 @@ std::string_view python_exception_name(std::error_code ec) noexcept {
   if (ec.category() == gai_category()) return "gaierror";
   if (ec.category() == herror_category()) return "herror";
   if (ec.category() == socket_category()) {
-    return ec == socket_errc::timed_out ? "TimeoutError" : "OSError";
+    if (ec == socket_errc::timed_out) return "TimeoutError";
+    if (ec == socket_errc::port_out_of_range || ec == socket_errc::flowinfo_out_of_range)
+      return "OverflowError";
+    return "OSError";
   }
   if (!has_errno(ec)) return "OSError";
   switch (ec.value()) {
@@ -126,6 +133,10 @@ std::string_view python_exception_name(std::error_code ec) noexcept {
     case EEXIST: return "FileExistsError";
     case EACCES:
     case EPERM: return "PermissionError";
+    case EISDIR: return "IsADirectoryError";
+    case ENOTDIR: return "NotADirectoryError";
+    case ECHILD: return "ChildProcessError";
+    case ESRCH: return "ProcessLookupError";
     default: return "OSError";
   }
 }
@@ -134,6 +145,9 @@ void throw_os_error(std::error_code ec, std::string_view context) {
   // One switch on the same table as python_exception_name(), so the class a
   // test sees and the name printed can never disagree.
   const std::string_view name = python_exception_name(ec);
+  // An argument out of range is Python's OverflowError, not an OSError: in
+  // C++ that is std::out_of_range, as everywhere else in pysock.
+  if (name == "OverflowError") throw std::out_of_range(std::string(context) + ": " + ec.message());
   if (name == "BlockingIOError") throw blocking_io_error(ec, context);
   if (name == "InterruptedError") throw interrupted_error(ec, context);
   if (name == "BrokenPipeError") throw broken_pipe_error(ec, context);
@@ -144,6 +158,10 @@ void throw_os_error(std::error_code ec, std::string_view context) {
   if (name == "FileNotFoundError") throw file_not_found_error(ec, context);
   if (name == "FileExistsError") throw file_exists_error(ec, context);
   if (name == "PermissionError") throw permission_error(ec, context);
+  if (name == "IsADirectoryError") throw is_a_directory_error(ec, context);
+  if (name == "NotADirectoryError") throw not_a_directory_error(ec, context);
+  if (name == "ChildProcessError") throw child_process_error(ec, context);
+  if (name == "ProcessLookupError") throw process_lookup_error(ec, context);
   if (name == "gaierror") throw gaierror(ec, context);
   if (name == "herror") throw herror(ec, context);
   throw os_error(ec, context);

@@ -19,7 +19,7 @@ namespace pysock::detail {
 
 using steady = std::chrono::steady_clock;
 
-inline std::error_code bad_descriptor() noexcept { return std::make_error_code(std::errc::bad_file_descriptor); }
+inline std::error_code bad_descriptor() noexcept { return {EBADF, std::system_category()}; }
 inline std::error_code timed_out() noexcept { return make_error_code(socket_errc::timed_out); }
 
 inline bool in_timeout_mode(const std::optional<std::int64_t>& timeout_ns) noexcept {

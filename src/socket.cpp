@@ -239,7 +239,8 @@ int socket::connect_ex(const address& addr) {
   connect_sockaddr(target, ec);
   if (!ec) return 0;
   if (ec == socket_errc::timed_out) return EAGAIN;  // what Python's connect_ex gives
-  if (ec.category() != std::system_category()) throw_os_error(ec, "connect_ex(" + addr.to_string() + ")");
+  if (ec.category() != std::system_category() && ec.category() != std::generic_category())
+    throw_os_error(ec, "connect_ex(" + addr.to_string() + ")");
   return ec.value();
 }
 
@@ -446,10 +447,10 @@ bytes socket::getsockopt(int level, int option, socklen_t buflen) const {
 
 void socket::settimeout(timeout_type timeout) {
   const std::optional<std::int64_t> ns = checked_timeout(timeout);
+  // As in Python, a closed socket (or one whose descriptor was closed behind
+  // its back) fails with EBADF.
+  if (fd_ < 0) throw_os_error(bad_descriptor(), "settimeout()");
   timeout_ns_ = ns;
-  // Python leaves a closed object's (absent) descriptor alone; a descriptor
-  // closed behind the object's back fails here with EBADF.
-  if (fd_ < 0) return;
   int nonblocking = ns.has_value() ? 1 : 0;
   if (::ioctl(fd_, FIONBIO, &nonblocking) != 0) throw_os_error(last_error(), "settimeout()");
 }

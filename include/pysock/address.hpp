@@ -90,8 +90,9 @@ class address {
   /// name (blocking getaddrinfo, first result), applies "" → wildcard and
   /// "<broadcast>" → INADDR_BROADCAST, and checks the port, flowinfo and path
   /// length. Errors: gai_category codes from the resolver, EAFNOSUPPORT-like
-  /// socket_errc::address_family_mismatch, socket_errc::path_too_long, EINVAL
-  /// for an out-of-range port or flowinfo.
+  /// socket_errc::address_family_mismatch, socket_errc::path_too_long, and
+  /// socket_errc::port_out_of_range / flowinfo_out_of_range (both equal to
+  /// std::errc::invalid_argument) for values out of range.
   sockaddr_buffer to_sockaddr(int family, std::error_code& ec) const;
 
   friend bool operator==(const address& a, const address& b) noexcept;

@@ -28,13 +28,14 @@
 
 namespace pysock {
 
-/// Strict parsing (no "127.1"): os_error "illegal IP address string passed to
-/// inet_pton"; an unknown family is os_error EAFNOSUPPORT.
+/// Strict parsing (no "127.1"): os_error "inet_pton(2, 127.1): illegal IP
+/// address string" (socket_errc::illegal_address_string); an unknown family
+/// is os_error EAFNOSUPPORT.
 bytes inet_pton(int family, std::string_view text);
 /// std::invalid_argument for a wrong length or an unknown family.
 std::string inet_ntop(int family, const_buffer packed);
-/// libc's lenient IPv4 parsing ("127.1", "0x7f.1"); os_error "illegal IP
-/// address string passed to inet_aton" otherwise.
+/// libc's lenient IPv4 parsing ("127.1", "0x7f.1"); os_error
+/// socket_errc::illegal_address_string otherwise.
 bytes inet_aton(std::string_view text);
 /// os_error "packed IP wrong length for inet_ntoa" unless 4 bytes.
 std::string inet_ntoa(const_buffer packed);

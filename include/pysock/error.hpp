@@ -16,6 +16,9 @@
 //   FileNotFoundError           pysock::file_not_found_error ENOENT
 //   FileExistsError             pysock::file_exists_error   EEXIST
 //   PermissionError             pysock::permission_error    EACCES, EPERM
+//   IsADirectoryError, NotADirectoryError, ChildProcessError, ProcessLookupError
+//                               pysock::is_a_directory_error, not_a_directory_error,
+//                               child_process_error, process_lookup_error
 //   socket.gaierror             pysock::gaierror            EAI_* codes (gai_category)
 //   socket.herror               pysock::herror              h_errno codes (herror_category)
 //
@@ -24,6 +27,7 @@
 #pragma once
 
 #include <cerrno>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -56,6 +60,8 @@ enum class socket_errc {
   protocol_not_found,       ///< getprotobyname: "protocol not found"
   interface_not_found,      ///< if_nametoindex: "no interface with this name"
   packed_length,            ///< inet_ntoa: "packed IP wrong length"
+  port_out_of_range,        ///< an address port outside 0-65535 (Python's OverflowError)
+  flowinfo_out_of_range,    ///< an IPv6 flowinfo outside 0-0xFFFFF
 };
 const std::error_category& socket_category() noexcept;
 std::error_code make_error_code(socket_errc e) noexcept;
@@ -78,8 +84,9 @@ class os_error : public std::system_error {
  public:
   os_error(std::error_code ec, std::string_view context);
   const char* what() const noexcept override { return message_.c_str(); }
-  /// Python's `errno` attribute: the errno value, or 0 when the error has none
-  /// (a socket timeout, "AF_UNIX path too long", a gaierror...).
+  /// Python's `errno` attribute: the errno value (the EAI_* code for a
+  /// gaierror, h_errno for an herror, as in Python), or 0 when the error has
+  /// none (a socket timeout, "AF_UNIX path too long"...).
   int errno_value() const noexcept;
   /// The context given at the throw site, e.g. "connect(127.0.0.1:1)".
   const std::string& context() const noexcept { return context_; }
@@ -100,11 +107,17 @@ class connection_reset_error : public connection_error { using connection_error:
 class file_not_found_error : public os_error { using os_error::os_error; };
 class file_exists_error : public os_error { using os_error::os_error; };
 class permission_error : public os_error { using os_error::os_error; };
+class is_a_directory_error : public os_error { using os_error::os_error; };
+class not_a_directory_error : public os_error { using os_error::os_error; };
+class child_process_error : public os_error { using os_error::os_error; };
+class process_lookup_error : public os_error { using os_error::os_error; };
 class gaierror : public os_error { using os_error::os_error; };
 class herror : public os_error { using os_error::os_error; };
 
 /// Throws the exception class Python would raise for `ec` (the one errno →
-/// class table of the library lives behind this function).
+/// class table of the library lives behind this function). The argument-range
+/// codes (socket_errc::port_out_of_range...) throw std::out_of_range, Python's
+/// OverflowError.
 [[noreturn]] void throw_os_error(std::error_code ec, std::string_view context);
 
 /// The errno → class table as data: throws nothing, returns the Python class

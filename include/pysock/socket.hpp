@@ -298,7 +298,8 @@ class socket {
   /// False only in non-blocking mode (timeout 0); true in timeout mode too.
   bool getblocking() const noexcept { return !timeout_ns_ || *timeout_ns_ != 0; }
   /// std::nullopt: blocking; 0: non-blocking; > 0: timeout mode. A negative
-  /// value throws std::invalid_argument("Timeout value out of range").
+  /// value throws std::invalid_argument("Timeout value out of range"); a
+  /// closed socket throws os_error EBADF, as in Python.
   /// Fractional durations round away from zero to whole nanoseconds.
   void settimeout(timeout_type timeout);
   template <class Rep, class Period>
@@ -420,9 +421,9 @@ class exception_group : public std::runtime_error {
 struct connection_options {
   /// Unset: the module default timeout. Set: that timeout for every attempt
   /// and for the returned socket (std::nullopt inside means blocking).
-  std::optional<timeout_type> timeout;
+  std::optional<timeout_type> timeout{};
   /// Bound before connecting when not empty.
-  address source_address;
+  address source_address{};
   /// When every attempt failed: false rethrows the last error (its message
   /// lists every attempt); true throws exception_group with one per attempt.
   bool all_errors = false;
@@ -439,7 +440,7 @@ socket create_connection(const address& addr, timeout_type timeout,
 struct server_options {
   int family = AF_INET;
   /// Unset: listen()'s default backlog.
-  std::optional<int> backlog;
+  std::optional<int> backlog{};
   /// SO_REUSEPORT, for several listeners (one per thread) on one port.
   bool reuse_port = false;
   /// AF_INET6 only: accept IPv4 clients too (IPV6_V6ONLY off).
