@@ -16,7 +16,9 @@ packages=(
   python3          # tests/interop: CPython as a real peer
   curl             # tests/interop: the HTTP server's peer (later issues)
   netcat-openbsd   # tests/interop: nc as a peer
-  clang            # the clang++ build in .ci/run (and the fuzzers later)
+  clang            # the clang++ build in .ci/run, and the fuzzers
+  libclang-rt-14-dev  # libFuzzer's runtime for fuzz/
+  libcli11-dev     # the pysock command's argument parser (tools/)
   git
 )
 

@@ -1,0 +1,52 @@
+// SPDX-License-Identifier: MIT
+//
+// tools/commands/commands.hpp — the subcommands of `pysock`, each a function
+// from its parsed arguments to an exit status. Argument parsing (CLI11) lives
+// in tools/pysock_main.cpp; these functions assume valid values.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+
+namespace pysock::tools {
+
+struct http_server_args {
+  int port = 8000;
+  std::string bind = "127.0.0.1";
+  std::string directory = ".";
+  std::size_t threads = 64;
+  double header_timeout = 20.0;  ///< seconds (hidden option, for tests)
+  double write_timeout = 60.0;   ///< seconds a send may wait for room
+};
+int run_http_server(const http_server_args& args);
+
+struct echo_server_args {
+  int port = 8080;
+  std::string bind = "127.0.0.1";
+  std::size_t threads = 64;
+};
+int run_echo_server(const echo_server_args& args);
+
+struct echo_client_args {
+  std::string host;
+  int port = 0;
+  std::string message = "Hello, World";
+};
+int run_echo_client(const echo_client_args& args);
+
+/// `pysock connect` and `pysock listen`: netcat's two modes.
+struct netcat_args {
+  std::string host;       ///< connect: the peer; listen: the address to bind
+  int port = 0;
+  std::string unix_path;  ///< -U: an AF_UNIX stream socket instead of TCP/UDP
+  bool udp = false;       ///< -u
+  /// -w: quit after this long without data either way. Unset: never (TCP),
+  /// and for UDP 2 s after stdin's end (a datagram peer never says "done").
+  std::optional<double> idle_timeout;
+};
+int run_connect(const netcat_args& args);
+int run_listen(const netcat_args& args);
+
+}  // namespace pysock::tools

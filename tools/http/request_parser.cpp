@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: MIT
+#include "http/request_parser.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace pysock::http {
+namespace {
+
+// RFC 9110 §5.6.2 tchar: the characters of a method or a header name.
+constexpr bool is_tchar(unsigned char c) noexcept {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A request-target byte: visible, no space. Bytes ≥ 0x80 are let through as
+// Python's http.server does (it decodes the line as latin-1); they can only
+// name a file that exists under the root.
+constexpr bool is_target_char(unsigned char c) noexcept { return c > 0x20 && c != 0x7f; }
+
+constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
+
+constexpr char lower(char c) noexcept {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+std::string_view trim(std::string_view s) noexcept {
+  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// Python's repr() of the offending text, shortened: error pages and logs must
+// not echo 8 KiB of garbage back.
+std::string quoted(std::string_view text) {
+  constexpr std::size_t shown = 200;
+  std::string out = "'";
+  for (std::size_t i = 0; i < text.size() && i < shown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c >= 0x7f || c == '\\' || c == '\'') {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > shown) out += "...";
+  out += '\'';
+  return out;
+}
+
+// The line without its end ("\r\n" or "\n").
+std::string_view strip_line_end(std::string_view line) noexcept {
+  if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return line;
+}
+
+bool parse_decimal(std::string_view digits, std::uint64_t& value) noexcept {
+  // 18 digits always fit in 63 bits; a longer length is no real file's.
+  if (digits.empty() || digits.size() > 18) return false;
+  value = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    value = value * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (lower(a[i]) != lower(b[i])) return false;
+  return true;
+}
+
+bool list_contains(std::string_view list, std::string_view token) noexcept {
+  while (!list.empty()) {
+    const std::size_t comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+const header_field* request::find(std::string_view name) const noexcept {
+  for (const header_field& field : headers)
+    if (iequals(field.name, name)) return &field;
+  return nullptr;
+}
+
+std::string_view request::header(std::string_view name) const noexcept {
+  const header_field* field = find(name);
+  return field ? field->value : std::string_view{};
+}
+
+request_parser::request_parser(parser_limits limits) : limits_(limits) {
+  request_.headers.reserve(32);
+}
+
+void request_parser::reset() noexcept {
+  auto headers = std::move(request_.headers);
+  headers.clear();
+  request_ = request{};
+  request_.headers = std::move(headers);
+  skipped_ = scanned_ = line_checked_ = head_size_ = 0;
+  error_status_ = 0;
+  error_message_.clear();
+  error_line_ = {};
+}
+
+parse_status request_parser::fail(int status, std::string message, std::string_view line) {
+  error_status_ = status;
+  error_message_ = std::move(message);
+  error_line_ = line;
+  return parse_status::failed;
+}
+
+parse_status request_parser::parse(std::string_view input) {
+  if (error_status_ != 0) return parse_status::failed;
+  if (head_size_ != 0) return parse_status::complete;
+
+  // Empty lines before a request are skipped (RFC 9112 §2.2: a client may
+  // send a CRLF after a POST body), but only so many.
+  while (skipped_ < input.size()) {
+    const char c = input[skipped_];
+    if (c == '\n') {
+      ++skipped_;
+    } else if (c == '\r') {
+      if (skipped_ + 1 == input.size()) return parse_status::need_more;
+      if (input[skipped_ + 1] != '\n') return fail(400, "Bad request syntax (bare CR)", {});
+      skipped_ += 2;
+    } else {
+      break;
+    }
+    if (skipped_ > limits_.max_header_section)
+      return fail(400, "Bad request syntax (too many empty lines)", {});
+  }
+  const std::string_view view = input.substr(skipped_);
+  if (view.empty()) return parse_status::need_more;
+
+  if (const parse_status s = check_partial_line(view); s == parse_status::failed) return s;
+
+  // Look for the blank line that ends the head, from where the last call
+  // stopped (a '\n' at the very end is looked at again with what follows).
+  std::size_t pos = scanned_;
+  std::size_t end = 0;
+  while (pos < view.size()) {
+    const void* hit = std::memchr(view.data() + pos, '\n', view.size() - pos);
+    if (hit == nullptr) {
+      pos = view.size();
+      break;
+    }
+    const auto nl = static_cast<std::size_t>(static_cast<const char*>(hit) - view.data());
+    if (nl + 1 >= view.size()) {
+      pos = nl;
+      break;
+    }
+    if (view[nl + 1] == '\n') {
+      end = nl + 2;
+      break;
+    }
+    if (view[nl + 1] == '\r') {
+      if (nl + 2 >= view.size()) {
+        pos = nl;
+        break;
+      }
+      if (view[nl + 2] == '\n') {
+        end = nl + 3;
+        break;
+      }
+    }
+    pos = nl + 1;
+  }
+
+  const std::size_t line_end = view.find('\n');
+  if (end == 0) {
+    scanned_ = pos;
+    if (line_end != std::string_view::npos && view.size() - (line_end + 1) > limits_.max_header_section)
+      return fail(431, "Request header fields too large", strip_line_end(view.substr(0, line_end)));
+    return parse_status::need_more;
+  }
+  if (end - (line_end + 1) > limits_.max_header_section)
+    return fail(431, "Request header fields too large", strip_line_end(view.substr(0, line_end)));
+  if (const parse_status s = parse_head(view.substr(0, end)); s != parse_status::complete) return s;
+  head_size_ = skipped_ + end;
+  return parse_status::complete;
+}
+
+// Validates the request line as it arrives, so that garbage and an endless
+// target are refused at the first wrong byte instead of after a timeout.
+parse_status request_parser::check_partial_line(std::string_view view) {
+  if (line_checked_ == line_complete) return parse_status::need_more;
+  std::size_t method_end = std::string_view::npos;
+  std::size_t target_end = std::string_view::npos;
+  // Re-derive the method and target ends from the checked prefix: cheap (the
+  // search stops at the first spaces) and keeps the parser's state small.
+  const std::string_view checked = view.substr(0, line_checked_);
+  method_end = checked.find(' ');
+  if (method_end != std::string_view::npos) target_end = checked.find(' ', method_end + 1);
+
+  std::size_t i = line_checked_;
+  for (; i < view.size(); ++i) {
+    const auto c = static_cast<unsigned char>(view[i]);
+    if (c == '\r' && i + 1 == view.size()) break;  // a line end, or not: the next byte says
+    if (c == '\n' || (c == '\r' && view[i + 1] == '\n')) {
+      line_checked_ = line_complete;  // parse_request_line() takes over
+      return parse_status::need_more;
+    }
+    if (method_end == std::string_view::npos) {
+      if (c == ' ') {
+        if (i == 0) return fail(400, "Bad request syntax (" + quoted(view.substr(0, 32)) + ")", {});
+        method_end = i;
+      } else if (!is_tchar(c) || i >= limits_.max_method) {
+        return fail(400, "Bad request syntax (" + quoted(view.substr(0, std::min<std::size_t>(i + 1, 64))) + ")",
+                    {});
+      }
+    } else if (target_end == std::string_view::npos) {
+      if (c == ' ') {
+        if (i == method_end + 1) return fail(400, "Bad request syntax (" + quoted(view.substr(0, i)) + ")", {});
+        target_end = i;
+      } else if (!is_target_char(c)) {
+        return fail(400, "Bad request syntax (" + quoted(view.substr(0, i + 1)) + ")", {});
+      } else if (i - method_end > limits_.max_target) {
+        return fail(414, "Request-URI Too Long", view.substr(0, method_end));
+      }
+    } else if (c < 0x20 || c >= 0x7f || i - target_end > 16) {
+      // "HTTP/1.1" is eight bytes: anything longer or binary is not a version.
+      return fail(400, "Bad request version (" + quoted(view.substr(target_end + 1, i - target_end)) + ")",
+                  view.substr(0, i));
+    }
+  }
+  line_checked_ = i;
+  return parse_status::need_more;
+}
+
+parse_status request_parser::parse_head(std::string_view head) {
+  const std::size_t line_end = head.find('\n');
+  const std::string_view line = strip_line_end(head.substr(0, line_end + 1));
+  request_.request_line = line;
+  if (const parse_status s = parse_request_line(line); s != parse_status::complete) return s;
+  return parse_fields(head.substr(line_end + 1));
+}
+
+parse_status request_parser::parse_request_line(std::string_view line) {
+  const auto bad_syntax = [&] { return fail(400, "Bad request syntax (" + quoted(line) + ")", line); };
+  if (line.find('\r') != std::string_view::npos) return bad_syntax();
+  const std::size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos) return bad_syntax();
+  const std::size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos) return bad_syntax();
+  // Exactly three words: one space each (RFC 9112 §3), as Python requires.
+  if (line.find(' ', sp2 + 1) != std::string_view::npos) return bad_syntax();
+  request_.method = line.substr(0, sp1);
+  request_.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = line.substr(sp2 + 1);
+
+  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' ||
+      version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9')
+    return fail(400, "Bad request version (" + quoted(version) + ")", line);
+  if (request_.method == "PRI" && request_.target == "*" && version == "HTTP/2.0")
+    return fail(400, "Bad request: HTTP/2 connection preface (this server speaks HTTP/1.1)", line);
+  if (version[5] != '1')
+    return fail(505, "Invalid HTTP version (" + std::string(version.substr(5)) + ")", line);
+  request_.version_minor = version[7] - '0';
+
+  std::string_view target = request_.target;
+  if (target.size() > limits_.max_target) return fail(414, "Request-URI Too Long", line);
+  if (target.front() == '/') {
+    // origin-form, the usual case
+  } else if (target == "*") {
+    if (request_.method != "OPTIONS") return bad_syntax();
+    request_.path = target;
+    return parse_status::complete;
+  } else {
+    // absolute-form (RFC 9112 §3.2.2: a server must accept it): keep the path.
+    const std::size_t scheme_end = target.find("://");
+    if (scheme_end == std::string_view::npos) {
+      if (request_.method == "CONNECT") {  // authority-form: refused later (501)
+        request_.path = target;
+        return parse_status::complete;
+      }
+      return bad_syntax();
+    }
+    const std::string_view scheme = target.substr(0, scheme_end);
+    if (!iequals(scheme, "http") && !iequals(scheme, "https")) return bad_syntax();
+    target.remove_prefix(scheme_end + 3);
+    const std::size_t slash = target.find_first_of("/?#");
+    if (slash == std::string_view::npos || target[slash] != '/') {
+      // "http://host" or "http://host?q": the path is "/" (static storage).
+      const std::size_t q = slash == std::string_view::npos ? target.size() : slash;
+      request_.path = "/";
+      if (q < target.size() && target[q] == '?') {
+        std::string_view query = target.substr(q + 1);
+        request_.query = query.substr(0, query.find('#'));
+      }
+      return parse_status::complete;
+    }
+    target.remove_prefix(slash);
+  }
+  const std::size_t path_end = target.find_first_of("?#");
+  request_.path = target.substr(0, path_end);
+  if (path_end != std::string_view::npos && target[path_end] == '?') {
+    std::string_view query = target.substr(path_end + 1);
+    request_.query = query.substr(0, query.find('#'));
+  }
+  return parse_status::complete;
+}
+
+parse_status request_parser::parse_fields(std::string_view fields) {
+  const std::string_view line_for_log = request_.request_line;
+  int host_count = 0;
+  bool have_length = false;
+  bool have_transfer_encoding = false;
+  std::string_view connection;
+  while (!fields.empty()) {
+    const std::size_t nl = fields.find('\n');
+    const std::string_view raw = fields.substr(0, nl + 1);
+    fields.remove_prefix(raw.size());
+    const std::string_view line = strip_line_end(raw);
+    if (line.empty()) break;  // the blank line that ends the head
+    if (is_ows(line.front()))
+      return fail(400, "Bad request: obsolete header line folding", line_for_log);
+    const std::size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0)
+      return fail(400, "Bad request: malformed header line " + quoted(line), line_for_log);
+    const std::string_view name = line.substr(0, colon);
+    for (char c : name)
+      if (!is_tchar(static_cast<unsigned char>(c)))
+        return fail(400, "Bad request: malformed header name " + quoted(name), line_for_log);
+    const std::string_view value = trim(line.substr(colon + 1));
+    for (char ch : value) {
+      const auto c = static_cast<unsigned char>(ch);
+      if ((c < 0x20 && c != '\t') || c == 0x7f)
+        return fail(400, "Bad request: control character in header " + quoted(name), line_for_log);
+    }
+    if (request_.headers.size() == limits_.max_headers)
+      return fail(431, "Too many headers", line_for_log);
+    request_.headers.push_back({name, value});
+
+    if (iequals(name, "Host")) {
+      ++host_count;
+    } else if (iequals(name, "Content-Length")) {
+      std::uint64_t length = 0;
+      if (!parse_decimal(value, length) || (have_length && length != request_.content_length))
+        return fail(400, "Bad request: invalid Content-Length " + quoted(value), line_for_log);
+      have_length = true;
+      request_.content_length = length;
+    } else if (iequals(name, "Transfer-Encoding")) {
+      have_transfer_encoding = true;
+    } else if (iequals(name, "Connection")) {
+      connection = value;  // the last one wins; lists are handled below
+    }
+  }
+  if (have_transfer_encoding && have_length)
+    return fail(400, "Bad request: both Content-Length and Transfer-Encoding", line_for_log);
+  if (have_transfer_encoding)
+    return fail(501, "Transfer-Encoding not supported (request bodies are not accepted)", line_for_log);
+  if (request_.version_minor >= 1 && host_count != 1)
+    return fail(400, host_count == 0 ? "Bad request: missing Host header" : "Bad request: several Host headers",
+                line_for_log);
+  if (request_.version_minor >= 1)
+    request_.keep_alive = !list_contains(connection, "close");
+  else
+    request_.keep_alive = list_contains(connection, "keep-alive") && !list_contains(connection, "close");
+  return parse_status::complete;
+}
+
+}  // namespace pysock::http

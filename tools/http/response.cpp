@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: MIT
+#include "http/response.hpp"
+
+#include <charconv>
+
+#include "http/http_date.hpp"
+
+namespace pysock::http {
+namespace {
+
+void append_number(std::string& out, std::uint64_t value) {
+  char digits[24];
+  const auto result = std::to_chars(digits, digits + sizeof digits, value);
+  out.append(digits, result.ptr);
+}
+
+std::string_view explanation(int status) noexcept {
+  switch (status) {
+    case 400: return "Bad request syntax or unsupported method";
+    case 403: return "Request forbidden -- authorization will not help";
+    case 404: return "Nothing matches the given URI";
+    case 408: return "Server timed out waiting for the request";
+    case 413: return "Content too large";
+    case 414: return "URI is too long";
+    case 416: return "Cannot satisfy request range";
+    case 431: return "The server refused this request because the request header fields are too large";
+    case 500: return "Server got itself in trouble";
+    case 501: return "Server does not support this operation";
+    case 503: return "The server cannot process the request due to a high load";
+    case 505: return "Cannot fulfill request";
+    default: return "";
+  }
+}
+
+// Python's _control_char_table: C0 controls, DEL and C1 controls as \xNN.
+void append_log_escaped(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+}
+
+}  // namespace
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+    case 200: return "OK";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 416: return "Range Not Satisfiable";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+response_head::response_head(std::string& out, int status) : out_(out) {
+  out_ += "HTTP/1.1 ";
+  append_number(out_, static_cast<std::uint64_t>(status));
+  out_ += ' ';
+  out_ += reason_phrase(status);
+  out_ += "\r\nServer: ";
+  out_ += server_name;
+  out_ += "\r\nDate: ";
+  out_ += http_date_now();
+  out_ += "\r\n";
+}
+
+response_head& response_head::field(std::string_view name, std::string_view value) {
+  out_ += name;
+  out_ += ": ";
+  out_ += value;
+  out_ += "\r\n";
+  return *this;
+}
+
+response_head& response_head::content_length(std::uint64_t length) {
+  out_ += "Content-Length: ";
+  append_number(out_, length);
+  out_ += "\r\n";
+  return *this;
+}
+
+void response_head::finish(bool keep_alive, bool http10_client) {
+  if (!keep_alive)
+    out_ += "Connection: close\r\n";
+  else if (http10_client)
+    out_ += "Connection: keep-alive\r\n";
+  out_ += "\r\n";
+}
+
+void append_html_escaped(std::string& out, std::string_view text) {
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      default: out += c;
+    }
+  }
+}
+
+void append_url_quoted(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '_' || c == '.' || c == '-' || c == '~' || c == '/';
+    if (safe) {
+      out += ch;
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+}
+
+std::string error_body(int status, std::string_view message) {
+  std::string body =
+      "<!DOCTYPE HTML>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<title>Error response</title>\n</head>\n<body>\n<h1>Error response</h1>\n<p>Error code: ";
+  append_number(body, static_cast<std::uint64_t>(status));
+  body += "</p>\n<p>Message: ";
+  append_html_escaped(body, message);
+  body += ".</p>\n<p>Error code explanation: ";
+  append_number(body, static_cast<std::uint64_t>(status));
+  body += " - ";
+  body += explanation(status).empty() ? reason_phrase(status) : explanation(status);
+  body += ".</p>\n</body>\n</html>\n";
+  return body;
+}
+
+std::string access_log_line(std::string_view client, std::time_t when, std::string_view request_line,
+                            int status) {
+  std::string line;
+  line.reserve(64 + request_line.size());
+  line += client;
+  line += " - - [";
+  line += log_date_time(when);
+  line += "] \"";
+  append_log_escaped(line, request_line);
+  line += "\" ";
+  append_number(line, static_cast<std::uint64_t>(status));
+  line += " -\n";
+  return line;
+}
+
+std::string error_log_line(std::string_view client, std::time_t when, int status,
+                           std::string_view message) {
+  std::string line;
+  line += client;
+  line += " - - [";
+  line += log_date_time(when);
+  line += "] code ";
+  append_number(line, static_cast<std::uint64_t>(status));
+  line += ", message ";
+  append_log_escaped(line, message);
+  line += '\n';
+  return line;
+}
+
+}  // namespace pysock::http

@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: MIT
+#include "http/session.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "http/conditional.hpp"
+#include "http/http_date.hpp"
+#include "http/listing.hpp"
+#include "http/mime.hpp"
+#include "http/response.hpp"
+
+namespace pysock::http {
+namespace {
+
+// An open file waiting in the queue counts as this many bytes towards the
+// high-water mark, so pipelined requests for large files cannot pile up
+// descriptors either.
+constexpr std::size_t file_chunk_weight = 64 * 1024;
+
+// Room kept free at the end of the input buffer before compacting it.
+constexpr std::size_t min_read_space = 4096;
+
+std::string content_range(std::uint64_t first, std::uint64_t last, std::uint64_t size) {
+  return "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" + std::to_string(size);
+}
+
+}  // namespace
+
+session::session(const server_context& context, std::string client)
+    : context_(context),
+      client_(std::move(client)),
+      parser_(context.config.limits),
+      in_capacity_(context.config.limits.max_head_bytes() + min_read_space),
+      ready_since_(clock::now()) {
+  // Sized so that every parser limit fires before the buffer is full: a
+  // head that does not fit is an error (414/431), never a stall.
+  in_ = std::make_unique<char[]>(in_capacity_);
+}
+
+std::span<char> session::read_space() noexcept {
+  return {in_.get() + in_end_, in_capacity_ - in_end_};
+}
+
+bool session::wants_read() const noexcept {
+  return !closing_ && !eof_ && in_end_ < in_capacity_ && out_weight_ < context_.config.output_high_water;
+}
+
+std::optional<session::clock::time_point> session::read_deadline() const noexcept {
+  if (closing_ || !out_.empty()) return std::nullopt;
+  return ready_since_ + context_.config.header_timeout;
+}
+
+void session::on_received(std::size_t n) {
+  in_end_ += n;
+  pump();
+}
+
+void session::on_eof() {
+  eof_ = true;
+  pump();
+}
+
+void session::on_timeout() {
+  if (closing_) return;
+  if (in_begin_ != in_end_ || discard_ != 0) {
+    const std::string_view partial(in_.get() + in_begin_, in_end_ - in_begin_);
+    send_error(408, "Request timed out", partial.substr(0, partial.find_first_of("\r\n")), false, false,
+               false);
+  }
+  closing_ = true;
+}
+
+std::string& session::output_buffer() {
+  if (out_.empty() || out_.back().file) {
+    chunk c;
+    c.bytes = std::move(spare_);
+    c.bytes.clear();
+    spare_ = std::string();
+    out_.push_back(std::move(c));
+  }
+  return out_.back().bytes;
+}
+
+void session::queue_file(file_descriptor file, std::uint64_t offset, std::uint64_t count) {
+  chunk c;
+  c.file = std::move(file);
+  c.offset = offset;
+  c.remaining = count;
+  out_.push_back(std::move(c));
+  out_weight_ += file_chunk_weight;
+}
+
+session::output session::next_output() const noexcept {
+  output o;
+  if (out_.empty()) return o;
+  const chunk& c = out_.front();
+  if (c.file) {
+    o.file_fd = c.file.get();
+    o.offset = c.offset;
+    o.count = c.remaining;
+  } else {
+    o.bytes = std::string_view(c.bytes).substr(c.sent);
+  }
+  o.more = out_.size() > 1;
+  return o;
+}
+
+void session::advance(std::uint64_t n) {
+  if (out_.empty() || n == 0) return;
+  chunk& c = out_.front();
+  bool finished;
+  if (c.file) {
+    c.offset += n;
+    c.remaining -= n < c.remaining ? n : c.remaining;
+    finished = c.remaining == 0;
+    if (finished) out_weight_ -= file_chunk_weight;
+  } else {
+    const std::size_t left = c.bytes.size() - c.sent;
+    const std::size_t taken = n < left ? static_cast<std::size_t>(n) : left;
+    c.sent += taken;
+    out_weight_ -= taken;
+    finished = c.sent == c.bytes.size();
+    if (finished) spare_ = std::move(c.bytes);
+  }
+  if (!finished) return;
+  out_.pop_front();
+  if (out_.empty()) {
+    ready_since_ = clock::now();
+    pump();  // requests that waited behind the high-water mark
+  }
+}
+
+void session::compact_input() noexcept {
+  if (in_begin_ == in_end_) {
+    in_begin_ = in_end_ = 0;
+  } else if (in_begin_ != 0 && in_capacity_ - in_end_ < min_read_space) {
+    std::memmove(in_.get(), in_.get() + in_begin_, in_end_ - in_begin_);
+    in_end_ -= in_begin_;
+    in_begin_ = 0;
+  }
+}
+
+void session::pump() {
+  while (!closing_ && out_weight_ < context_.config.output_high_water) {
+    if (discard_ != 0) {
+      const std::uint64_t available = in_end_ - in_begin_;
+      const std::uint64_t skip = discard_ < available ? discard_ : available;
+      in_begin_ += static_cast<std::size_t>(skip);
+      discard_ -= skip;
+      if (discard_ != 0) break;
+    }
+    if (in_begin_ == in_end_) break;
+    const parse_status status = parser_.parse(std::string_view(in_.get() + in_begin_, in_end_ - in_begin_));
+    if (status == parse_status::need_more) break;
+    if (status == parse_status::failed) {
+      send_error(parser_.error_status(), parser_.error_message(), parser_.error_request_line(), false,
+                 false, false);
+      closing_ = true;
+      break;
+    }
+    const request& req = parser_.get();
+    if (req.content_length > context_.config.max_discarded_body) {
+      send_error(413, "Request body too large", req.request_line, req.method == "HEAD", false,
+                 req.version_minor == 0);
+      closing_ = true;
+      break;
+    }
+    handle(req);
+    in_begin_ += parser_.head_size();
+    discard_ = req.content_length;
+    parser_.reset();
+  }
+  // A partial request left when the peer has closed can never complete.
+  if (eof_ && !closing_ && out_weight_ < context_.config.output_high_water) closing_ = true;
+  compact_input();
+}
+
+void session::log_request(std::string_view request_line, int status) {
+  if (context_.log) context_.log(access_log_line(client_, std::time(nullptr), request_line, status));
+}
+
+void session::send_error(int status, std::string_view message, std::string_view request_line,
+                         bool head_only, bool keep_alive, bool http10, std::string_view extra_fields) {
+  if (context_.log) context_.log(error_log_line(client_, std::time(nullptr), status, message));
+  log_request(request_line, status);
+  const std::string body = error_body(status, message);
+  std::string& out = output_buffer();
+  const std::size_t before = out.size();
+  response_head head(out, status);
+  head.field("Content-Type", "text/html;charset=utf-8");
+  head.content_length(body.size());
+  out += extra_fields;
+  head.finish(keep_alive, http10);
+  if (!head_only) out += body;
+  out_weight_ += out.size() - before;
+  ++responses_;
+  if (!keep_alive) closing_ = true;
+}
+
+void session::handle(const request& req) {
+  const bool head_only = req.method == "HEAD";
+  const bool http10 = req.version_minor == 0;
+  if (req.method != "GET" && !head_only) {
+    // Python's http.server: 501 for every method it has no do_<METHOD> for.
+    // The connection closes: a POST's body might not be framed as we think.
+    send_error(501, "Unsupported method ('" + std::string(req.method) + "')", req.request_line, false,
+               false, http10);
+    return;
+  }
+  resolved_path resolved = context_.root->resolve(req.path, req.query);
+  switch (resolved.what) {
+    case resolved_path::kind::not_found:
+      send_error(404, "File not found", req.request_line, head_only, req.keep_alive, http10);
+      return;
+    case resolved_path::kind::forbidden:
+      send_error(403, "Forbidden", req.request_line, head_only, req.keep_alive, http10);
+      return;
+    case resolved_path::kind::redirect: {
+      log_request(req.request_line, 301);
+      std::string& out = output_buffer();
+      const std::size_t before = out.size();
+      response_head head(out, 301);
+      head.field("Location", resolved.location);
+      head.content_length(0);
+      head.finish(req.keep_alive, http10);
+      out_weight_ += out.size() - before;
+      break;
+    }
+    case resolved_path::kind::directory: {
+      const std::optional<std::string> page =
+          directory_listing(resolved.fd.get(), percent_decode(req.path));
+      if (!page) {
+        send_error(404, "No permission to list directory", req.request_line, head_only, req.keep_alive,
+                   http10);
+        return;
+      }
+      log_request(req.request_line, 200);
+      std::string& out = output_buffer();
+      const std::size_t before = out.size();
+      response_head head(out, 200);
+      head.field("Content-Type", "text/html; charset=utf-8");
+      head.content_length(page->size());
+      head.finish(req.keep_alive, http10);
+      if (!head_only) out += *page;
+      out_weight_ += out.size() - before;
+      break;
+    }
+    case resolved_path::kind::file:
+      serve_file(req, resolved);
+      return;
+  }
+  ++responses_;
+  if (!req.keep_alive) closing_ = true;
+}
+
+void session::serve_file(const request& req, resolved_path& file) {
+  const bool head_only = req.method == "HEAD";
+  const bool http10 = req.version_minor == 0;
+  const auto size = static_cast<std::uint64_t>(file.st.st_size);
+  const std::time_t mtime = file.st.st_mtim.tv_sec;
+  const std::string etag = make_etag(file.st);
+  const std::string last_modified = format_http_date(mtime);
+
+  // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
+  bool not_modified = false;
+  if (const header_field* inm = req.find("If-None-Match"))
+    not_modified = if_none_match_matches(inm->value, etag);
+  else if (const header_field* ims = req.find("If-Modified-Since"))
+    not_modified = not_modified_since(ims->value, mtime);
+  if (not_modified) {
+    log_request(req.request_line, 304);
+    std::string& out = output_buffer();
+    const std::size_t before = out.size();
+    response_head head(out, 304);
+    head.field("ETag", etag);
+    head.field("Last-Modified", last_modified);
+    head.finish(req.keep_alive, http10);
+    out_weight_ += out.size() - before;
+    ++responses_;
+    if (!req.keep_alive) closing_ = true;
+    return;
+  }
+
+  range_request range;
+  if (const header_field* r = req.find("Range"))
+    if (if_range_allows(req.header("If-Range"), etag, mtime)) range = parse_range(r->value, size);
+  if (range.result == range_request::kind::unsatisfiable) {
+    send_error(416, "Requested Range Not Satisfiable", req.request_line, head_only, req.keep_alive, http10,
+               "Content-Range: bytes */" + std::to_string(size) + "\r\n");
+    return;
+  }
+  const bool partial = range.result == range_request::kind::satisfiable;
+  const std::uint64_t first = partial ? range.range.first : 0;
+  const std::uint64_t count = partial ? range.range.length() : size;
+  const int status = partial ? 206 : 200;
+
+  std::string& out = output_buffer();
+  const std::size_t before = out.size();
+  response_head head(out, status);
+  head.field("Content-Type", guess_mime_type(file.relative));
+  head.content_length(count);
+  head.field("Last-Modified", last_modified);
+  head.field("ETag", etag);
+  head.field("Accept-Ranges", "bytes");
+  if (partial) head.field("Content-Range", content_range(first, range.range.last, size));
+  head.finish(req.keep_alive, http10);
+
+  if (!head_only && count > 0 && count <= context_.config.inline_file_max) {
+    // Small body: one pread into the batch buffer.
+    const std::size_t body_at = out.size();
+    out.resize(body_at + static_cast<std::size_t>(count));
+    std::size_t got = 0;
+    while (got < count) {
+      const ssize_t n = ::pread(file.fd.get(), out.data() + body_at + got, static_cast<std::size_t>(count) - got,
+                                static_cast<off_t>(first + got));
+      if (n > 0) {
+        got += static_cast<std::size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        break;  // EOF (the file shrank) or an I/O error
+      }
+    }
+    if (got != count) {
+      out.resize(before);
+      send_error(500, "Error reading file", req.request_line, head_only, false, http10);
+      return;
+    }
+  }
+  out_weight_ += out.size() - before;
+  log_request(req.request_line, status);
+  if (!head_only && count > context_.config.inline_file_max) queue_file(std::move(file.fd), first, count);
+  ++responses_;
+  if (!req.keep_alive) closing_ = true;
+}
+
+}  // namespace pysock::http
