@@ -24,6 +24,12 @@ constexpr std::size_t unix_path_capacity = sizeof(sockaddr_un{}.sun_path);
 
 bool port_in_range(int port) noexcept { return port >= 0 && port <= 65535; }
 
+// libc would stop at the NUL and resolve a shorter name than was given.
+void check_no_nul(std::string_view host) {
+  if (host.find('\0') != std::string_view::npos)
+    throw std::invalid_argument("address: embedded null character in host name");
+}
+
 const sockaddr_in& as_in(const sockaddr_buffer& b) {
   return *reinterpret_cast<const sockaddr_in*>(&b.storage);
 }
@@ -78,6 +84,7 @@ std::error_code gai_error(int code) {
 // Python, whose bind() says "port must be 0-65535"); until then an address
 // with a value out of range stays in text form.
 address::address(std::string_view host, int port) {
+  check_no_nul(host);
   if (port_in_range(port) && (parse_ipv4(host, port, sa_) || parse_ipv6(host, port, 0, 0, sa_))) {
     form_ = form::resolved;
     return;
@@ -89,6 +96,7 @@ address::address(std::string_view host, int port) {
 
 address address::inet6(std::string_view host, int port, std::uint32_t flowinfo,
                        std::uint32_t scope_id) {
+  check_no_nul(host);
   address a;
   a.four_tuple_ = true;
   a.port_ = port;

@@ -40,6 +40,7 @@ class socket_category_impl final : public std::error_category {
       case socket_errc::packed_length: return "packed IP wrong length";
       case socket_errc::port_out_of_range: return "port must be 0-65535";
       case socket_errc::flowinfo_out_of_range: return "flowinfo must be 0-1048575";
+      case socket_errc::read_after_timeout: return "cannot read from timed out object";
     }
     return "unknown pysock error";
   }
@@ -58,7 +59,8 @@ class socket_category_impl final : public std::error_category {
       case socket_errc::service_not_found:
       case socket_errc::port_not_found:
       case socket_errc::protocol_not_found:
-      case socket_errc::interface_not_found: break;
+      case socket_errc::interface_not_found:
+      case socket_errc::read_after_timeout: break;
     }
     return {code, *this};
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <chrono>
@@ -24,6 +25,21 @@ inline std::error_code timed_out() noexcept { return make_error_code(socket_errc
 
 inline bool in_timeout_mode(const std::optional<std::int64_t>& timeout_ns) noexcept {
   return timeout_ns && *timeout_ns > 0;
+}
+
+// In timeout mode every send/recv also passes MSG_DONTWAIT: the call then
+// never blocks even when a dup()'ed sibling made the shared descriptor
+// blocking again, and the timeout keeps its meaning.
+inline int timeout_flags(const std::optional<std::int64_t>& timeout_ns) noexcept {
+  return in_timeout_mode(timeout_ns) ? MSG_DONTWAIT : 0;
+}
+
+// now + timeout, or no deadline when that would overflow the clock (a
+// timeout of centuries is no timeout).
+inline std::optional<steady::time_point> deadline_after(std::int64_t timeout_ns) noexcept {
+  const steady::time_point now = steady::now();
+  if (std::chrono::nanoseconds(timeout_ns) > steady::time_point::max() - now) return std::nullopt;
+  return now + std::chrono::nanoseconds(timeout_ns);
 }
 
 // Waits until `fd` is ready for `events` or `deadline` passes (none: forever).
@@ -80,7 +96,7 @@ auto call_with_timeout(int fd, const std::optional<std::int64_t>& timeout_ns, sh
     const int err = errno;
     if (err == EINTR) continue;
     if ((err == EAGAIN || err == EWOULDBLOCK) && in_timeout_mode(timeout_ns)) {
-      if (!deadline) deadline = steady::now() + std::chrono::nanoseconds(*timeout_ns);
+      if (!deadline) deadline = deadline_after(*timeout_ns);
       if (!wait_ready(fd, events, deadline, ec)) return -1;
       continue;
     }

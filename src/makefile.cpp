@@ -4,10 +4,14 @@
 #include "pysock/makefile.hpp"
 
 #include <cstring>
+
+#include "io_wait.hpp"
 #include <stdexcept>
 #include <string>
 
 namespace pysock {
+
+using detail::wait_ready;
 
 socket_stream socket::makefile(std::string_view mode) const {
   if (fd_ < 0) throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "makefile()");
@@ -43,9 +47,22 @@ void socket_streambuf::fail(const std::error_code& ec, const char* call) {
 socket_streambuf::int_type socket_streambuf::underflow() {
   if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
   if (!readable_) return traits_type::eof();
-  if (timed_out_) throw_os_error(error_, "makefile: cannot read from timed out object");
+  // Python refuses to read after a timeout: how much of the stream was
+  // consumed is unknown. A plain os_error, not timeout_error, so a caller
+  // that retries on timeouts does not spin on this.
+  if (timed_out_) throw os_error(make_error_code(socket_errc::read_after_timeout), "makefile: recv()");
   std::error_code ec;
-  const std::size_t n = sock_.recv_into(in_, 0, 0, ec);
+  std::size_t n = 0;
+  for (;;) {
+    n = sock_.recv_into(in_, 0, 0, ec);
+    // A blocking stream whose shared descriptor a sibling made non-blocking:
+    // wait as a blocking read would, instead of failing.
+    if (ec == std::errc::operation_would_block && !sock_.gettimeout() &&
+        wait_ready(sock_.fileno(), POLLIN, std::nullopt, ec)) {
+      continue;
+    }
+    break;
+  }
   if (ec) fail(ec, "recv");
   if (n == 0) return traits_type::eof();
   setg(in_.data(), in_.data(), in_.data() + n);
@@ -54,20 +71,32 @@ socket_streambuf::int_type socket_streambuf::underflow() {
 
 std::streamsize socket_streambuf::showmanyc() { return egptr() - gptr(); }
 
+// sendall that also copes with a blocking stream whose shared descriptor a
+// sibling made non-blocking. Returns what went out; `ec` says why not all.
+std::size_t socket_streambuf::send_all(const_buffer data, std::error_code& ec) {
+  std::size_t sent = 0;
+  for (;;) {
+    sent += sock_.sendall(data.subspan(sent), 0, ec);
+    if (ec == std::errc::operation_would_block && !sock_.gettimeout() &&
+        wait_ready(sock_.fileno(), POLLOUT, std::nullopt, ec)) {
+      continue;
+    }
+    return sent;
+  }
+}
+
 void socket_streambuf::flush_output() {
   if (!writable_ || pptr() == pbase()) return;
   const const_buffer pending(pbase(), static_cast<std::size_t>(pptr() - pbase()));
-  std::size_t sent = 0;
-  try {
-    sock_.sendall(pending, 0, &sent);
-  } catch (const os_error& e) {
+  std::error_code ec;
+  const std::size_t sent = send_all(pending, ec);
+  if (ec) {
     // Keep what did not go out, so a later flush can try again.
     const std::size_t left = pending.size() - sent;
     std::memmove(out_.data(), pbase() + sent, left);
     setp(out_.data(), out_.data() + out_.size());
     pbump(static_cast<int>(left));
-    error_ = e.code();
-    throw;
+    fail(ec, "send");
   }
   setp(out_.data(), out_.data() + out_.size());
 }
@@ -98,7 +127,9 @@ std::streamsize socket_streambuf::xsputn(const char_type* data, std::streamsize 
   // Larger than the room left: send what is buffered, then the data itself,
   // without copying it through the buffer.
   flush_output();
-  sock_.sendall(const_buffer(data, size));
+  std::error_code ec;
+  send_all(const_buffer(data, size), ec);
+  if (ec) fail(ec, "send");
   return count;
 }
 
@@ -163,6 +194,16 @@ socket_stream::~socket_stream() = default;
 
 void socket_stream::close() {
   if (buffer_) buffer_->close();
+}
+
+void socket_stream::settimeout(timeout_type timeout) {
+  if (!buffer_) throw_os_error({EBADF, std::system_category()}, "makefile: settimeout()");
+  buffer_->settimeout(timeout);
+}
+
+void socket_streambuf::settimeout(timeout_type timeout) {
+  sock_.settimeout(timeout);
+  timed_out_ = false;
 }
 
 }  // namespace pysock

@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <memory>
@@ -17,21 +18,25 @@
 namespace pysock {
 namespace {
 
-// Control buffers must be aligned for cmsghdr; max_align_t storage is.
+// Control buffers must be aligned for cmsghdr; max_align_t storage is. The
+// usual sizes (a few descriptors, credentials) fit on the stack.
 class control_buffer {
  public:
-  explicit control_buffer(std::size_t size)
-      : storage_(size ? std::make_unique<std::max_align_t[]>((size + sizeof(std::max_align_t) - 1) /
-                                                              sizeof(std::max_align_t))
-                      : nullptr),
-        size_(size) {
-    if (size_) std::memset(storage_.get(), 0, size_);  // unused padding must be zero
+  explicit control_buffer(std::size_t size) : size_(size) {
+    if (size_ > sizeof small_) {
+      large_ = std::make_unique<std::max_align_t[]>((size_ + sizeof(std::max_align_t) - 1) /
+                                                    sizeof(std::max_align_t));
+      data_ = large_.get();
+    }
+    if (size_) std::memset(data_, 0, size_);  // unused padding must be zero
   }
-  void* data() const noexcept { return storage_.get(); }
+  void* data() const noexcept { return size_ ? data_ : nullptr; }
   std::size_t size() const noexcept { return size_; }
 
  private:
-  std::unique_ptr<std::max_align_t[]> storage_;
+  std::max_align_t small_[256 / sizeof(std::max_align_t)];
+  std::unique_ptr<std::max_align_t[]> large_;
+  void* data_ = small_;
   std::size_t size_;
 };
 
@@ -67,9 +72,12 @@ constexpr std::size_t max_ancillary_buffer = std::size_t{1} << 20;
 // Closes every descriptor an SCM_RIGHTS message delivered: used when the
 // results cannot be handed to the caller, so none is leaked.
 void close_received_descriptors(const msghdr& msg) noexcept {
+  const auto* end = static_cast<const unsigned char*>(msg.msg_control) + msg.msg_controllen;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    std::size_t length = c->cmsg_len > CMSG_LEN(0) ? c->cmsg_len - CMSG_LEN(0) : 0;
+    if (CMSG_DATA(c) + length > end) length = CMSG_DATA(c) < end ? static_cast<std::size_t>(end - CMSG_DATA(c)) : 0;
+    const std::size_t count = length / sizeof(int);
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
       std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
@@ -131,8 +139,9 @@ std::size_t socket::sendmsg(std::span<const const_buffer> buffers, std::span<con
       c = CMSG_NXTHDR(&msg, c);
     }
   }
+  const int all_flags = flags | MSG_NOSIGNAL | detail::timeout_flags(timeout_ns_);
   const ssize_t n = detail::call_with_timeout(fd_, timeout_ns_, POLLOUT, ec,
-                                              [&] { return ::sendmsg(fd_, &msg, flags | MSG_NOSIGNAL); });
+                                              [&] { return ::sendmsg(fd_, &msg, all_flags); });
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
@@ -155,6 +164,7 @@ recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers
   const control_buffer control(ancbufsize);
   sockaddr_storage peer;
   msghdr msg{};
+  const int all_flags = flags | MSG_CMSG_CLOEXEC | detail::timeout_flags(timeout_ns_);
   const ssize_t n = detail::call_with_timeout(fd_, timeout_ns_, POLLIN, ec, [&] {
     msg = msghdr{};
     msg.msg_name = &peer;
@@ -165,12 +175,15 @@ recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers
     msg.msg_controllen = control.size();
     // Received descriptors are close-on-exec (PEP 446), a deliberate
     // difference from CPython, which leaves them inheritable.
-    return ::recvmsg(fd_, &msg, flags | MSG_CMSG_CLOEXEC);
+    return ::recvmsg(fd_, &msg, all_flags);
   });
   if (n < 0) return result;
   try {
     result.nbytes = static_cast<std::size_t>(n);
-    result.msg_flags = msg.msg_flags;
+    // Linux echoes MSG_CMSG_CLOEXEC back in msg_flags; it says nothing about
+    // the message, so only a caller who asked for it sees it.
+    const int echoed = (flags & MSG_CMSG_CLOEXEC) != 0 ? 0 : MSG_CMSG_CLOEXEC;
+    result.msg_flags = msg.msg_flags & ~echoed;
     if (msg.msg_controllen > 0) result.ancdata = parse_ancillary(msg);
     result.address = address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), msg.msg_namelen);
   } catch (...) {
@@ -196,7 +209,9 @@ recvmsg_result socket::recvmsg(std::size_t bufsize, std::size_t ancbufsize, int 
   std::error_code ec;
   recvmsg_into_result received = recvmsg_into(std::span<const mutable_buffer>(&buffer, 1), ancbufsize, flags, ec);
   if (ec) throw_os_error(ec, describe("recvmsg"));
-  data.resize(received.nbytes);
+  // With MSG_TRUNC the kernel reports the datagram's real length, which may
+  // exceed what fitted: the data is what fitted.
+  data.resize(std::min(received.nbytes, bufsize));
   return {std::move(data), std::move(received.ancdata), received.msg_flags, std::move(received.address)};
 }
 
@@ -225,6 +240,8 @@ std::size_t send_fds(socket& sock, std::span<const const_buffer> buffers, std::s
 recv_fds_result recv_fds(socket& sock, std::size_t bufsize, std::size_t maxfds, int flags) {
   // CMSG_LEN, not CMSG_SPACE: the padding of CMSG_SPACE could make room for
   // one descriptor more than asked for.
+  if (maxfds > (std::size_t{1} << 20) / sizeof(int))
+    throw std::invalid_argument("recv_fds: maxfds too large (" + std::to_string(maxfds) + ")");
   recvmsg_result received = sock.recvmsg(bufsize, maxfds ? cmsg_len(maxfds * sizeof(int)) : 0, flags);
   recv_fds_result result;
   // Take ownership of every descriptor before anything can throw: reserve

@@ -19,9 +19,10 @@
 namespace pysock {
 namespace {
 
-[[noreturn]] void throw_gai(int code, const std::string& context) {
-  // EAI_SYSTEM means "look at errno": Python raises that OSError instead.
-  if (code == EAI_SYSTEM) throw_os_error(last_error(), context);
+// EAI_SYSTEM means "look at errno": Python raises that OSError instead. The
+// caller saves errno right after the failed call, before building messages.
+[[noreturn]] void throw_gai(int code, int saved_errno, const std::string& context) {
+  if (code == EAI_SYSTEM) throw_os_error({saved_errno, std::system_category()}, context);
   throw_os_error({code, gai_category()}, context);
 }
 
@@ -34,7 +35,13 @@ struct addrinfo_deleter {
 };
 using addrinfo_list = std::unique_ptr<addrinfo, addrinfo_deleter>;
 
-std::string null_terminated(std::string_view text) { return std::string(text); }
+// A NUL inside a name would make libc look up a shorter one than was given
+// ("localhost\0.evil.example" → "localhost"): refuse it, as Python does.
+std::string null_terminated(std::string_view text) {
+  if (text.find('\0') != std::string_view::npos)
+    throw std::invalid_argument("embedded null character in \"" + std::string(text.substr(0, text.find('\0'))) + "...\"");
+  return std::string(text);
+}
 
 // glibc's reentrant netdb calls want a caller buffer and say ERANGE when it is
 // too small; grow it until the answer fits.
@@ -75,9 +82,10 @@ std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, se
   const std::string host_text = host ? null_terminated(*host) : std::string();
   addrinfo* raw = nullptr;
   const int rc = ::getaddrinfo(host ? host_text.c_str() : nullptr, port.c_str(), &hints, &raw);
+  const int saved_errno = errno;
   const addrinfo_list list(raw);
   if (rc != 0) {
-    throw_gai(rc, "getaddrinfo(" + (host ? host_text : std::string("None")) + ", " +
+    throw_gai(rc, saved_errno, "getaddrinfo(" + (host ? host_text : std::string("None")) + ", " +
                       (port.c_str() ? port.c_str() : "None") + ")");
   }
   std::vector<addrinfo_entry> entries;
@@ -95,7 +103,7 @@ std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, se
 std::pair<std::string, std::string> getnameinfo(const address& sockaddr, int flags) {
   const std::string context = "getnameinfo(" + sockaddr.to_string() + ")";
   if (sockaddr.family() != AF_INET && sockaddr.family() != AF_INET6) {
-    if (sockaddr.needs_resolution()) throw_gai(EAI_NONAME, context);  // Python: numeric hosts only
+    if (sockaddr.needs_resolution()) throw_gai(EAI_NONAME, 0, context);  // Python: numeric hosts only
     throw_os_error(make_error_code(socket_errc::address_family_mismatch), context);
   }
   std::error_code ec;
@@ -104,7 +112,7 @@ std::pair<std::string, std::string> getnameinfo(const address& sockaddr, int fla
   char host[NI_MAXHOST];
   char serv[NI_MAXSERV];
   const int rc = ::getnameinfo(target.get(), target.length, host, sizeof host, serv, sizeof serv, flags);
-  if (rc != 0) throw_gai(rc, context);
+  if (rc != 0) throw_gai(rc, errno, context);
   return {host, serv};
 }
 
@@ -242,7 +250,10 @@ unsigned if_nametoindex(std::string_view name) {
 std::string if_indextoname(unsigned index) {
   char name[IF_NAMESIZE + 1] = {};
   if (::if_indextoname(index, name) == nullptr)
-    throw_os_error(last_error(), "if_indextoname(" + std::to_string(index) + ")");
+  {
+    const std::error_code ec = last_error();  // before the message allocates
+    throw_os_error(ec, "if_indextoname(" + std::to_string(index) + ")");
+  }
   return name;
 }
 

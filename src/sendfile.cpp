@@ -65,7 +65,10 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset, std::optional<st
   if (count && *count == 0) throw std::invalid_argument("sendfile: count must be a positive integer (got 0)");
   if (fd_ < 0) throw_os_error(detail::bad_descriptor(), "sendfile()");
   struct stat info{};
-  if (::fstat(file_fd, &info) != 0) throw_os_error(last_error(), "sendfile(file=" + std::to_string(file_fd) + ")");
+  if (::fstat(file_fd, &info) != 0) {
+    const std::error_code ec = last_error();  // before the message allocates
+    throw_os_error(ec, "sendfile(file=" + std::to_string(file_fd) + ")");
+  }
   if (S_ISDIR(info.st_mode)) throw_os_error(std::make_error_code(std::errc::is_a_directory), "sendfile(file=" + std::to_string(file_fd) + ")");
 
   const bool regular = S_ISREG(info.st_mode);
@@ -126,7 +129,10 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset, std::optional<st
     // copy through user space. A stream cannot seek, so a non-zero offset on
     // a pipe is the ESPIPE error.
     if ((regular || offset != 0) && ::lseek(file_fd, static_cast<off_t>(offset), SEEK_SET) < 0)
-      throw_os_error(last_error(), "sendfile(file=" + std::to_string(file_fd) + ")");
+    {
+      const std::error_code seek_error = last_error();
+      throw_os_error(seek_error, "sendfile(file=" + std::to_string(file_fd) + ")");
+    }
     std::vector<char> block(fallback_block);
     while (!ec && sent < wanted && !end_of_file) {
       const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(wanted - sent, block.size()));

@@ -12,7 +12,9 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdint>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 
 #include "io_wait.hpp"
@@ -23,7 +25,9 @@ namespace {
 using detail::bad_descriptor;
 using detail::call_with_timeout;
 using detail::in_timeout_mode;
+using detail::deadline_after;
 using detail::steady;
+using detail::timeout_flags;
 using detail::wait_ready;
 
 // The module default timeout in nanoseconds; -1 stands for None (blocking).
@@ -70,13 +74,17 @@ socket socket::from_fileno(int fd) {
   if (fd < 0) throw std::invalid_argument("negative file descriptor");
   sockaddr_storage name{};
   socklen_t length = sizeof name;
-  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&name), &length) != 0)
-    throw_os_error(last_error(), "socket(fileno=" + std::to_string(fd) + ")");
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&name), &length) != 0) {
+    const std::error_code ec = last_error();  // before any allocation can touch errno
+    throw_os_error(ec, "socket(fileno=" + std::to_string(fd) + ")");
+  }
   int type = 0;
   int proto = 0;
   socklen_t option_length = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &option_length) != 0)
-    throw_os_error(last_error(), "socket(fileno=" + std::to_string(fd) + ")");
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &option_length) != 0) {
+    const std::error_code ec = last_error();
+    throw_os_error(ec, "socket(fileno=" + std::to_string(fd) + ")");
+  }
   option_length = sizeof proto;
   if (::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &option_length) != 0) proto = 0;
   socket adopted(fd, name.ss_family, type, proto);
@@ -138,15 +146,20 @@ socket socket::dup() const {
   return duplicate;
 }
 
+// Only called on error paths, after the error code was saved: the extra
+// system calls here may change errno.
 std::string socket::describe(const char* call) const {
   std::string text = call;
   text += '(';
   if (fd_ >= 0) {
     sockaddr_storage name{};
     socklen_t length = sizeof name;
-    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0 ||
-        (length = sizeof name, ::getsockname(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0)) {
+    if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0) {
       text += address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length).to_string();
+    } else if (length = sizeof name; ::getsockname(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0) {
+      // No peer (any more): say whose address this is.
+      const std::string local = address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length).to_string();
+      if (!local.empty()) text += "local " + local;
     }
   }
   text += ')';
@@ -165,7 +178,10 @@ void socket::bind(const address& addr) {
 
 void socket::listen(int backlog) {
   if (fd_ < 0) throw_os_error(bad_descriptor(), "listen()");
-  if (::listen(fd_, backlog < 0 ? 0 : backlog) != 0) throw_os_error(last_error(), describe("listen"));
+  if (::listen(fd_, backlog < 0 ? 0 : backlog) != 0) {
+    const std::error_code ec = last_error();  // describe() makes system calls
+    throw_os_error(ec, describe("listen"));
+  }
 }
 
 std::pair<socket, address> socket::accept(std::error_code& ec) noexcept {
@@ -210,7 +226,7 @@ void socket::connect_sockaddr(const sockaddr_buffer& target, std::error_code& ec
     return;
   }
   std::optional<steady::time_point> deadline;
-  if (in_timeout_mode(timeout_ns_)) deadline = steady::now() + std::chrono::nanoseconds(*timeout_ns_);
+  if (in_timeout_mode(timeout_ns_)) deadline = deadline_after(*timeout_ns_);
   if (!wait_ready(fd_, POLLOUT, deadline, ec)) return;
   int pending_error = 0;
   socklen_t length = sizeof pending_error;
@@ -280,8 +296,9 @@ std::size_t socket::recv_into(mutable_buffer buffer, std::size_t nbytes, int fla
     ec.clear();
     return 0;
   }
+  const int all_flags = flags | timeout_flags(timeout_ns_);
   const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLIN, ec,
-                                      [&] { return ::recv(fd_, buffer.data(), wanted, flags); });
+                                      [&] { return ::recv(fd_, buffer.data(), wanted, all_flags); });
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
@@ -293,12 +310,40 @@ std::size_t socket::recv_into(mutable_buffer buffer, std::size_t nbytes, int fla
   return n;
 }
 
+namespace {
+
+// recv(n) is usually asked for far more than arrives: receive into a
+// per-thread scratch block and return a string of exactly what came, instead
+// of allocating and zero-filling `bufsize` bytes and keeping that capacity.
+constexpr std::size_t scratch_size = 64 * 1024;
+
+mutable_buffer receive_scratch() {
+  thread_local std::unique_ptr<char[]> block;
+  if (!block) block = std::make_unique<char[]>(scratch_size);
+  return {block.get(), scratch_size};
+}
+
+void check_buffer_size(std::size_t size, const char* call) {
+  // A negative Python size arrives here as a huge size_t.
+  if (size > static_cast<std::size_t>(PTRDIFF_MAX))
+    throw std::invalid_argument(std::string("negative buffersize in ") + call);
+}
+
+}  // namespace
+
 bytes socket::recv(std::size_t bufsize, int flags, std::error_code& ec) {
   ec.clear();
+  check_buffer_size(bufsize, "recv");
   if (bufsize == 0) return {};  // Python: b'' with no system call, even when closed
+  if (bufsize <= scratch_size) {
+    const mutable_buffer scratch = receive_scratch();
+    const std::size_t n = recv_into(scratch, bufsize, flags, ec);
+    return bytes(reinterpret_cast<const char*>(scratch.data()), n);
+  }
   bytes data(bufsize, '\0');
   const std::size_t n = recv_into(data, bufsize, flags, ec);
   data.resize(n);
+  if (n < bufsize / 2) data.shrink_to_fit();
   return data;
 }
 
@@ -310,8 +355,9 @@ bytes socket::recv(std::size_t bufsize, int flags) {
 }
 
 std::size_t socket::send(const_buffer data, int flags, std::error_code& ec) noexcept {
+  const int all_flags = flags | MSG_NOSIGNAL | timeout_flags(timeout_ns_);
   const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLOUT, ec, [&] {
-    return ::send(fd_, data.data(), data.size(), flags | MSG_NOSIGNAL);
+    return ::send(fd_, data.data(), data.size(), all_flags);
   });
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
@@ -323,19 +369,30 @@ std::size_t socket::send(const_buffer data, int flags) {
   return n;
 }
 
-void socket::sendall(const_buffer data, int flags, std::size_t* sent) {
+std::size_t socket::sendall(const_buffer data, int flags, std::error_code& ec) {
   std::size_t done = 0;
-  std::error_code ec;
-  // One deadline for the whole call (Python 3.5+), shared by every wait.
+  ec.clear();
+  // One deadline for the whole call, starting now (Python 3.5+), shared by
+  // every wait; time spent in sends that went through counts too.
   std::optional<steady::time_point> deadline;
-  while (done < data.size()) {
+  if (in_timeout_mode(timeout_ns_)) deadline = deadline_after(*timeout_ns_);
+  const int all_flags = flags | MSG_NOSIGNAL | timeout_flags(timeout_ns_);
+  // At least one send(), as Python's do-while: sendall("") on a closed
+  // socket is EBADF, not a silent success.
+  do {
     const const_buffer rest = data.subspan(done);
     const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLOUT, deadline, ec, [&] {
-      return ::send(fd_, rest.data(), rest.size(), flags | MSG_NOSIGNAL);
+      return ::send(fd_, rest.data(), rest.size(), all_flags);
     });
     if (n < 0) break;
     done += static_cast<std::size_t>(n);
-  }
+  } while (done < data.size());
+  return done;
+}
+
+void socket::sendall(const_buffer data, int flags, std::size_t* sent) {
+  std::error_code ec;
+  const std::size_t done = sendall(data, flags, ec);
   if (sent != nullptr) *sent = done;
   if (ec) throw_os_error(ec, describe("sendall"));
 }
@@ -344,8 +401,9 @@ std::size_t socket::sendto(const_buffer data, int flags, const address& addr,
                            std::error_code& ec) noexcept {
   const sockaddr_buffer target = addr.to_sockaddr(family_, ec);
   if (ec) return 0;
+  const int all_flags = flags | MSG_NOSIGNAL | timeout_flags(timeout_ns_);
   const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLOUT, ec, [&] {
-    return ::sendto(fd_, data.data(), data.size(), flags | MSG_NOSIGNAL, target.get(), target.length);
+    return ::sendto(fd_, data.data(), data.size(), all_flags, target.get(), target.length);
   });
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
@@ -370,9 +428,10 @@ std::pair<std::size_t, address> socket::recvfrom_into(mutable_buffer buffer, std
   socklen_t length = 0;
   // Unlike recv(), a zero size still makes the call: it waits for (and
   // consumes) a datagram, as Python does.
+  const int all_flags = flags | timeout_flags(timeout_ns_);
   const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLIN, ec, [&] {
     length = sizeof peer;
-    return ::recvfrom(fd_, buffer.data(), wanted, flags, reinterpret_cast<sockaddr*>(&peer), &length);
+    return ::recvfrom(fd_, buffer.data(), wanted, all_flags, reinterpret_cast<sockaddr*>(&peer), &length);
   });
   if (n < 0) return {0, address()};
   return {static_cast<std::size_t>(n), address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), length)};
@@ -389,9 +448,16 @@ std::pair<std::size_t, address> socket::recvfrom_into(mutable_buffer buffer, std
 }
 
 std::pair<bytes, address> socket::recvfrom(std::size_t bufsize, int flags, std::error_code& ec) {
+  check_buffer_size(bufsize, "recvfrom");
+  if (bufsize <= scratch_size) {
+    const mutable_buffer scratch = receive_scratch();
+    auto [n, from] = recvfrom_into(scratch.first(bufsize), bufsize, flags, ec);
+    return {bytes(reinterpret_cast<const char*>(scratch.data()), n), std::move(from)};
+  }
   bytes data(bufsize, '\0');
   auto [n, from] = recvfrom_into(data, bufsize, flags, ec);
   data.resize(n);
+  if (n < bufsize / 2) data.shrink_to_fit();
   return {std::move(data), std::move(from)};
 }
 
@@ -406,14 +472,18 @@ std::pair<bytes, address> socket::recvfrom(std::size_t bufsize, int flags) {
 
 void socket::set_option_raw(int level, int option, const void* value, socklen_t length) {
   if (fd_ < 0) throw_os_error(bad_descriptor(), "setsockopt()");
-  if (::setsockopt(fd_, level, option, value, length) != 0)
-    throw_os_error(last_error(), "setsockopt(" + std::to_string(level) + ", " + std::to_string(option) + ")");
+  if (::setsockopt(fd_, level, option, value, length) != 0) {
+    const std::error_code ec = last_error();  // before the message allocates
+    throw_os_error(ec, "setsockopt(" + std::to_string(level) + ", " + std::to_string(option) + ")");
+  }
 }
 
 void socket::get_option_raw(int level, int option, void* value, socklen_t* length) const {
   if (fd_ < 0) throw_os_error(bad_descriptor(), "getsockopt()");
-  if (::getsockopt(fd_, level, option, value, length) != 0)
-    throw_os_error(last_error(), "getsockopt(" + std::to_string(level) + ", " + std::to_string(option) + ")");
+  if (::getsockopt(fd_, level, option, value, length) != 0) {
+    const std::error_code ec = last_error();
+    throw_os_error(ec, "getsockopt(" + std::to_string(level) + ", " + std::to_string(option) + ")");
+  }
 }
 
 void socket::setsockopt(int level, int option, int value) {

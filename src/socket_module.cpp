@@ -15,18 +15,21 @@
 namespace pysock {
 
 std::pair<socket, socket> socketpair(int family, int type, int proto) {
+  const bool nonblocking_type = (type & SOCK_NONBLOCK) != 0;
+  const timeout_type default_timeout = getdefaulttimeout();
+  // A default timeout means non-blocking descriptors: ask for them here
+  // rather than with an ioctl per end.
+  const int flags = SOCK_CLOEXEC | (default_timeout ? SOCK_NONBLOCK : 0);
   int fds[2];
-  if (::socketpair(family, type | SOCK_CLOEXEC, proto, fds) != 0)
-    throw_os_error(last_error(), "socketpair()");
+  if (::socketpair(family, type | flags, proto, fds) != 0) throw_os_error(last_error(), "socketpair()");
   socket first(fds[0], family, type, proto);
   socket second(fds[1], family, type, proto);
-  const bool nonblocking_type = (type & SOCK_NONBLOCK) != 0;
   if (nonblocking_type) {
     first.timeout_ns_ = 0;
     second.timeout_ns_ = 0;
   } else {
-    first.apply_default_timeout(false);
-    second.apply_default_timeout(false);
+    first.apply_default_timeout(default_timeout.has_value());
+    second.apply_default_timeout(default_timeout.has_value());
   }
   return {std::move(first), std::move(second)};
 }
@@ -70,8 +73,16 @@ socket connect_one(const addrinfo_entry& candidate, const std::optional<timeout_
 socket create_connection(const address& addr, const connection_options& options) {
   if (addr.family() == AF_UNIX || addr.empty())
     throw std::invalid_argument("create_connection: address must be a (host, port) pair");
-  const std::vector<addrinfo_entry> candidates =
-      getaddrinfo(addr.host(), addr.port(), AF_UNSPEC, SOCK_STREAM);
+  if (addr.port() < 0 || addr.port() > 65535)
+    throw std::out_of_range("create_connection(" + addr.to_string() + "): port must be 0-65535");
+  std::vector<addrinfo_entry> candidates;
+  if (addr.needs_resolution()) {
+    candidates = getaddrinfo(addr.host(), addr.port(), AF_UNSPEC, SOCK_STREAM);
+  } else {
+    // A numeric address needs no resolver, and going through one would lose
+    // an IPv6 scope id or flowinfo given with it.
+    candidates.push_back({addr.family(), SOCK_STREAM, IPPROTO_TCP, {}, addr});
+  }
   if (candidates.empty())
     throw_os_error(make_error_code(socket_errc::empty_resolution), "create_connection(" + addr.to_string() + ")");
   std::vector<std::exception_ptr> failures;
@@ -145,8 +156,10 @@ socket create_server(const address& addr, const server_options& options) {
 
 void close(int fd) {
   if (fd < 0) throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "close(" + std::to_string(fd) + ")");
-  if (::close(fd) != 0 && errno != ECONNRESET && errno != EINTR)
-    throw_os_error(last_error(), "close(" + std::to_string(fd) + ")");
+  if (::close(fd) != 0 && errno != ECONNRESET && errno != EINTR) {
+    const std::error_code ec = last_error();  // before the message allocates
+    throw_os_error(ec, "close(" + std::to_string(fd) + ")");
+  }
 }
 
 }  // namespace pysock

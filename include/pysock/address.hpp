@@ -19,6 +19,7 @@
 
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <iosfwd>
 #include <string>
@@ -44,15 +45,19 @@ class address {
   address() noexcept = default;
 
   /// Python's (host, port) pair. `host` is an IPv4 or IPv6 literal, a host
-  /// name, "" (the wildcard) or "<broadcast>". The port is checked (0–65535)
-  /// by the call that uses the address, which then names itself in the error.
+  /// name, "" (the wildcard) or "<broadcast>"; a NUL inside it throws
+  /// std::invalid_argument. The port is checked (0–65535) by the call that
+  /// uses the address, which then names itself in the error.
   address(std::string_view host, int port);
   address(const char* host, int port) : address(std::string_view(host), port) {}
   address(const std::string& host, int port) : address(std::string_view(host), port) {}
+  /// A null host is a mistake, not Python's None (which has no meaning here).
+  address(std::nullptr_t, int) = delete;
 
   /// Python's 4-tuple (host, port, flowinfo, scope_id) for AF_INET6 sockets.
-  /// flowinfo must be 0–0xFFFFF. A scope given here overrides a "%iface" in
-  /// `host`, as in Python.
+  /// flowinfo must be 0–0xFFFFF. A non-zero scope given here overrides a
+  /// "%iface" in `host`; zero keeps it (Python would overwrite it with 0,
+  /// which makes bind(('fe80::1%lo', 0)) fail: pysock keeps what was said).
   static address inet6(std::string_view host, int port, std::uint32_t flowinfo = 0,
                        std::uint32_t scope_id = 0);
 

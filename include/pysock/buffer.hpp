@@ -3,8 +3,8 @@
 // pysock/buffer.hpp — "anything viewable as bytes", Python's bytes-like object.
 //
 // `const_buffer` is what send()/sendall()/sendto()/setsockopt() take: a
-// std::string_view, a string literal, a std::string, a std::span or a vector
-// of char, unsigned char or std::byte. `mutable_buffer` is what recv_into()
+// std::string_view, a string literal (without its NUL), a std::string, a
+// std::span, array or vector of char, unsigned char or std::byte. `mutable_buffer` is what recv_into()
 // and recvfrom_into() fill: a std::span, a std::array, a char array, a
 // std::string or a std::vector of one-byte elements. Both are two words,
 // passed by value, and never own memory.
@@ -32,12 +32,22 @@ template <class R>
 concept byte_range = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
                      is_byte_like_v<std::remove_cv_t<std::ranges::range_value_t<R>>>;
 
-// A char array is a C string literal in practice ("Hello" is const char[6]):
-// it is taken up to its NUL through std::string_view, not with the NUL.
+// A const char array is a string literal in practice ("Hello" is
+// const char[6]): it is taken without its final NUL.
 template <class R>
-concept char_array =
-    std::is_array_v<std::remove_cvref_t<R>> &&
-    std::is_same_v<std::remove_cv_t<std::remove_extent_t<std::remove_cvref_t<R>>>, char>;
+concept const_char_array =
+    std::is_array_v<std::remove_reference_t<R>> &&
+    std::is_same_v<std::remove_extent_t<std::remove_reference_t<R>>, const char>;
+
+// std::string, std::pmr::string and other string classes: viewed as text.
+template <class S>
+concept string_like = std::is_class_v<std::remove_cvref_t<S>> &&
+                      std::is_convertible_v<const std::remove_cvref_t<S>&, std::string_view>;
+
+// A C string pointer (char* or const char*), not an array.
+template <class P>
+concept c_string_pointer = std::is_same_v<std::remove_cvref_t<P>, const char*> ||
+                           std::is_same_v<std::remove_cvref_t<P>, char*>;
 }  // namespace detail
 
 /// Read-only view of bytes to send.
@@ -46,14 +56,30 @@ class const_buffer {
   constexpr const_buffer() noexcept = default;
   const_buffer(const void* data, std::size_t size) noexcept
       : data_(static_cast<const std::byte*>(data)), size_(size) {}
-  const_buffer(std::string_view text) noexcept : data_(reinterpret_cast<const std::byte*>(text.data())), size_(text.size()) {}
-  const_buffer(const char* c_string) noexcept : const_buffer(std::string_view(c_string)) {}
-  const_buffer(const std::string& text) noexcept : const_buffer(std::string_view(text)) {}
+  const_buffer(std::string_view text) noexcept
+      : data_(reinterpret_cast<const std::byte*>(text.data())), size_(text.size()) {}
+  /// std::string and other string classes (a temporary lives through the call).
+  template <detail::string_like S>
+    requires(!std::is_same_v<std::remove_cvref_t<S>, std::string_view>)
+  const_buffer(const S& text) noexcept : const_buffer(std::string_view(text)) {}
+  /// A C string: the bytes up to its NUL.
+  template <detail::c_string_pointer P>
+  const_buffer(P&& c_string) noexcept : const_buffer(std::string_view(c_string)) {}
+  /// A string literal (or any const char array): all of it but a final NUL.
+  /// Binary data in a const char array that ends in 0 would lose that byte:
+  /// pass a std::span or an unsigned char array for binary data.
+  template <std::size_t N>
+  const_buffer(const char (&literal)[N]) noexcept
+      : data_(reinterpret_cast<const std::byte*>(literal)), size_(literal[N - 1] == '\0' ? N - 1 : N) {}
+  /// Spans, vectors, std::arrays and non-const arrays of char, unsigned char
+  /// or std::byte: every element.
   template <detail::byte_range R>
-    requires(!detail::char_array<R> && !std::is_convertible_v<R, std::string_view>)
+    requires(!detail::const_char_array<R> && !detail::string_like<R>)
   const_buffer(R&& range) noexcept
       : data_(reinterpret_cast<const std::byte*>(std::ranges::data(range))),
         size_(std::ranges::size(range)) {}
+  /// Python's None is not bytes: a null pointer does not compile.
+  const_buffer(std::nullptr_t) = delete;
 
   constexpr const std::byte* data() const noexcept { return data_; }
   constexpr std::size_t size() const noexcept { return size_; }
@@ -78,10 +104,14 @@ class mutable_buffer {
   constexpr mutable_buffer() noexcept = default;
   mutable_buffer(void* data, std::size_t size) noexcept
       : data_(static_cast<std::byte*>(data)), size_(size) {}
-  /// Fills the string's current size (resize it first); does not resize.
+  /// Fills the string's current size: resize() it first (reserve() is not
+  /// enough: an empty buffer receives nothing and reads as end of file).
   mutable_buffer(std::string& storage) noexcept : mutable_buffer(storage.data(), storage.size()) {}
+  /// Spans, arrays, std::arrays and vectors of one-byte elements. A temporary
+  /// container is refused at compile time: what it received would be lost.
   template <detail::byte_range R>
-    requires(!std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<R>>>)
+    requires(!std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<R>>> &&
+             (std::is_lvalue_reference_v<R> || std::ranges::borrowed_range<R>))
   mutable_buffer(R&& range) noexcept
       : data_(reinterpret_cast<std::byte*>(std::ranges::data(range))), size_(std::ranges::size(range)) {}
 

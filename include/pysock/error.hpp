@@ -62,6 +62,7 @@ enum class socket_errc {
   packed_length,            ///< inet_ntoa: "packed IP wrong length"
   port_out_of_range,        ///< an address port outside 0-65535 (Python's OverflowError)
   flowinfo_out_of_range,    ///< an IPv6 flowinfo outside 0-0xFFFFF
+  read_after_timeout,       ///< makefile: "cannot read from timed out object"
 };
 const std::error_category& socket_category() noexcept;
 std::error_code make_error_code(socket_errc e) noexcept;

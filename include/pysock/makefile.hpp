@@ -12,7 +12,7 @@
 // `f.exceptions(std::ios::badbit)` to get the pysock exception itself
 // (timeout_error, connection_reset_error...). As in Python, once a read has
 // timed out the stream refuses further reads: the position in the data is
-// unknown after a timeout.
+// unknown after a timeout (settimeout() on the stream lifts that).
 #pragma once
 
 #include <iostream>
@@ -39,6 +39,7 @@ class socket_streambuf : public std::streambuf {
   std::error_code error() const noexcept { return error_; }
   /// Flushes what is buffered and closes this stream's descriptor.
   void close();
+  void settimeout(timeout_type timeout);
   const socket& sock() const noexcept { return sock_; }
 
  protected:
@@ -50,6 +51,7 @@ class socket_streambuf : public std::streambuf {
 
  private:
   void flush_output();
+  std::size_t send_all(const_buffer data, std::error_code& ec);
   [[noreturn]] void fail(const std::error_code& ec, const char* call);
 
   socket sock_;
@@ -76,6 +78,12 @@ class socket_stream : public std::iostream {
   /// once the socket it came from is closed too. Idempotent.
   void close();
   bool closed() const noexcept { return !buffer_ || buffer_->sock().closed(); }
+  /// The stream's own timeout (it starts as the socket's at makefile() time).
+  /// Also clears the refusal to read that follows a timeout.
+  void settimeout(timeout_type timeout);
+  timeout_type gettimeout() const noexcept {
+    return buffer_ ? buffer_->sock().gettimeout() : timeout_type();
+  }
 
  private:
   std::unique_ptr<socket_streambuf> buffer_;

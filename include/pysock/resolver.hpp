@@ -19,6 +19,7 @@
 #include <netdb.h>
 #include <net/if.h>
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -60,6 +61,11 @@ struct addrinfo_entry {
 std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, service port,
                                         int family = AF_UNSPEC, int type = 0, int proto = 0,
                                         int flags = 0);
+/// getaddrinfo(nullptr, ...) is Python's getaddrinfo(None, ...).
+inline std::vector<addrinfo_entry> getaddrinfo(std::nullptr_t, service port, int family = AF_UNSPEC,
+                                               int type = 0, int proto = 0, int flags = 0) {
+  return getaddrinfo(std::optional<std::string_view>(), std::move(port), family, type, proto, flags);
+}
 
 /// Python's getnameinfo(sockaddr, flags) → (host, service). The address host
 /// must be numeric (a name gives gaierror EAI_NONAME).

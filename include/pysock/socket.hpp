@@ -25,6 +25,11 @@
 //   call) and then throws timeout_error("timed out"). Timeout mode sets
 //   O_NONBLOCK on the descriptor and waits with poll(); dup()'ed sockets
 //   share the descriptor's O_NONBLOCK flag, as in Python.
+// - A socket object is not thread-safe: use it from one thread at a time. To
+//   wake a thread blocked in recv()/accept() from another thread, call
+//   shutdown(SHUT_RDWR) on it (not close(): the descriptor number could be
+//   reused under the blocked call). Signals do not interrupt a blocking call
+//   (PEP 475 retries it); use a timeout where a call must give up.
 // - A closed, detached or moved-from socket is a valid object whose calls fail
 //   with EBADF ("Bad file descriptor"), never undefined behaviour.
 //
@@ -52,6 +57,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -195,24 +201,34 @@ class socket {
   /// without a system call, as in Python.
   bytes recv(std::size_t bufsize, int flags = 0);
   bytes recv(std::size_t bufsize, int flags, std::error_code& ec);
+  bytes recv(std::size_t bufsize, std::error_code& ec) { return recv(bufsize, 0, ec); }
   /// Receives into caller memory; returns the count (0 at EOF). `nbytes` 0
   /// means the whole buffer; a larger `nbytes` than the buffer throws
   /// std::invalid_argument.
   std::size_t recv_into(mutable_buffer buffer, std::size_t nbytes = 0, int flags = 0);
   std::size_t recv_into(mutable_buffer buffer, std::size_t nbytes, int flags,
                         std::error_code& ec) noexcept;
+  std::size_t recv_into(mutable_buffer buffer, std::error_code& ec) noexcept {
+    return recv_into(buffer, 0, 0, ec);
+  }
   /// One send(2); may send less than given (returns the count).
   std::size_t send(const_buffer data, int flags = 0);
   std::size_t send(const_buffer data, int flags, std::error_code& ec) noexcept;
+  std::size_t send(const_buffer data, std::error_code& ec) noexcept { return send(data, 0, ec); }
   /// Sends everything, looping over partial writes. In timeout mode one
   /// deadline covers the whole call. On failure the amount already sent is
   /// stored in `*sent` when given (Python cannot tell it; pysock can).
   void sendall(const_buffer data, int flags = 0, std::size_t* sent = nullptr);
+  /// Non-throwing sendall: returns how much was sent; `ec` tells why it stopped short.
+  std::size_t sendall(const_buffer data, int flags, std::error_code& ec);
   /// One datagram (or a send on a stream socket) to `addr`.
   std::size_t sendto(const_buffer data, const address& addr);
   std::size_t sendto(const_buffer data, int flags, const address& addr);
   std::size_t sendto(const_buffer data, int flags, const address& addr,
                      std::error_code& ec) noexcept;
+  std::size_t sendto(const_buffer data, const address& addr, std::error_code& ec) noexcept {
+    return sendto(data, 0, addr, ec);
+  }
   /// One datagram and its sender; the address is empty when the kernel gives
   /// none (a connected stream). A datagram longer than `bufsize` is truncated.
   std::pair<bytes, address> recvfrom(std::size_t bufsize, int flags = 0);
@@ -233,6 +249,11 @@ class socket {
                       std::span<const ancillary> ancdata = {}, int flags = 0,
                       const pysock::address& addr = {}) {
     return sendmsg(std::span<const const_buffer>(buffers.begin(), buffers.size()), ancdata, flags, addr);
+  }
+  std::size_t sendmsg(std::initializer_list<const_buffer> buffers, std::initializer_list<ancillary> ancdata,
+                      int flags = 0, const pysock::address& addr = {}) {
+    return sendmsg(std::span<const const_buffer>(buffers.begin(), buffers.size()),
+                   std::span<const ancillary>(ancdata.begin(), ancdata.size()), flags, addr);
   }
   std::size_t sendmsg(std::span<const const_buffer> buffers, std::span<const ancillary> ancdata,
                       int flags, const pysock::address& addr, std::error_code& ec);
@@ -269,7 +290,10 @@ class socket {
   /// for std::getline() and operator<<. `mode` is made of 'r', 'w' and 'b'
   /// ("b" changes nothing on Linux). The stream works on its own duplicate of
   /// the descriptor, so the connection stays open until both the socket and
-  /// the stream are closed, as in Python. Defined in pysock/makefile.hpp.
+  /// the stream are closed, as in Python. The stream starts with the socket's
+  /// timeout and keeps it (socket_stream::settimeout changes it): unlike
+  /// Python's file object, it does not follow later settimeout() calls on the
+  /// socket. Defined in pysock/makefile.hpp.
   socket_stream makefile(std::string_view mode = "r") const;
 
   // --- options -------------------------------------------------------------
@@ -287,7 +311,7 @@ class socket {
   bytes getsockopt(int level, int option, socklen_t buflen) const;
   /// Typed forms: sock.setsockopt(pysock::tcp_nodelay, true).
   template <int L, int N, class T>
-  void setsockopt(socket_option<L, N, T>, const T& value);
+  void setsockopt(socket_option<L, N, T>, const std::type_identity_t<T>& value);
   template <int L, int N, class T>
   T getsockopt(socket_option<L, N, T>) const;
 
@@ -313,12 +337,15 @@ class socket {
   void set_inheritable(bool inheritable);
 
   /// Rounds a duration to nanoseconds away from zero (1e-12 s → 1 ns), as
-  /// Python's timeout parsing does.
+  /// Python's timeout parsing does. NaN throws std::invalid_argument; a value
+  /// beyond ±292 years throws std::out_of_range (Python's OverflowError).
   template <class Rep, class Period>
   static std::chrono::nanoseconds round_timeout(std::chrono::duration<Rep, Period> d) {
     using ns_rep = std::chrono::duration<long double, std::nano>;
     const long double count = std::chrono::duration_cast<ns_rep>(d).count();
+    if (std::isnan(count)) throw std::invalid_argument("Invalid value NaN (not a number)");
     const long double whole = count < 0 ? -std::ceil(-count) : std::ceil(count);
+    if (whole >= 9.2e18L || whole <= -9.2e18L) throw std::out_of_range("timeout doesn't fit into C timeval");
     return std::chrono::nanoseconds(static_cast<std::int64_t>(whole));
   }
 
@@ -367,7 +394,7 @@ struct option_codec<int> {
 }  // namespace detail
 
 template <int L, int N, class T>
-void socket::setsockopt(socket_option<L, N, T>, const T& value) {
+void socket::setsockopt(socket_option<L, N, T>, const std::type_identity_t<T>& value) {
   if constexpr (std::is_same_v<T, std::optional<std::chrono::seconds>>) {
     ::linger l{};
     l.l_onoff = value.has_value() ? 1 : 0;
@@ -489,9 +516,12 @@ class file_descriptor {
 std::size_t send_fds(socket& sock, std::span<const const_buffer> buffers, std::span<const int> fds,
                      int flags = 0, const address& addr = {});
 inline std::size_t send_fds(socket& sock, std::initializer_list<const_buffer> buffers,
+                            std::span<const int> fds, int flags = 0, const address& addr = {}) {
+  return send_fds(sock, std::span<const const_buffer>(buffers.begin(), buffers.size()), fds, flags, addr);
+}
+inline std::size_t send_fds(socket& sock, std::initializer_list<const_buffer> buffers,
                             std::initializer_list<int> fds, int flags = 0, const address& addr = {}) {
-  return send_fds(sock, std::span<const const_buffer>(buffers.begin(), buffers.size()),
-                  std::span<const int>(fds.begin(), fds.size()), flags, addr);
+  return send_fds(sock, buffers, std::span<const int>(fds.begin(), fds.size()), flags, addr);
 }
 
 /// recv_fds()'s (data, fds, msg_flags, address); the descriptors are owned.
