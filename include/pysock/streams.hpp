@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: MIT
+//
+// pysock/streams.hpp — Python's asyncio streams over pysock's event loop.
+//
+//   Python (asyncio)                                  pysock
+//   r, w = await asyncio.open_connection(h, p)        auto [r, w] = co_await pysock::open_connection(h, p);
+//   srv = await asyncio.start_server(cb, h, p)        auto srv = co_await pysock::start_server(cb, h, p);
+//   await srv.serve_forever()                         co_await srv.serve_forever();
+//   srv.close(); await srv.wait_closed()              srv.close(); co_await srv.wait_closed();
+//   srv.close_clients()   (3.13)                      srv.close_clients();
+//   srv.sockets[0].getsockname()                      srv.sockets()[0]->getsockname(), or srv.sockname()
+//   await r.read(n) / r.read()                        co_await r.read(n) / co_await r.read()
+//   await r.readexactly(n)                            co_await r.readexactly(n)  (incomplete_read_error)
+//   await r.readline() / r.readuntil(b'\r\n')         co_await r.readline() / co_await r.readuntil("\r\n")
+//   r.at_eof()                                        r.at_eof()
+//   w.write(data); await w.drain()                    w.write(data); co_await w.drain();
+//   w.write_eof() / w.can_write_eof()                 w.write_eof() / w.can_write_eof()
+//   w.close(); await w.wait_closed()                  w.close(); co_await w.wait_closed();
+//   w.is_closing()                                    w.is_closing()
+//   w.get_extra_info('peername')                      w.peername()
+//   w.transport.get_write_buffer_size()               w.get_write_buffer_size()
+//   w.transport.set_write_buffer_limits(high, low)    w.set_write_buffer_limits(high, low)
+//   asyncio.IncompleteReadError                       pysock::incomplete_read_error
+//   asyncio.LimitOverrunError                         pysock::limit_overrun_error
+//
+// A stream's socket belongs to the stream: it is registered with the loop once
+// (edge-triggered, both directions), and closed by writer.close() or when the
+// last reader/writer handle goes. Reader and writer are cheap shared handles
+// on one connection; the coroutines they return keep the connection alive.
+// Streams must not outlive their loop.
+//
+// Back-pressure, as Python: write() never waits; it sends what the kernel
+// takes at once and buffers the rest. drain() waits while the buffer is above
+// the high-water mark (64 KiB by default) until it falls to the low-water
+// mark (a quarter of it). A writer that always drains after writing therefore
+// never buffers more than the high-water mark plus one write.
+//
+// Errors: a reset connection throws connection_reset_error from the read or
+// drain that meets it; a write after the peer went away throws
+// broken_pipe_error from drain(), as Python's drain raises the transport's
+// error.
+#pragma once
+
+#include <csignal>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pysock/loop.hpp"
+
+namespace pysock {
+
+/// Python's asyncio.IncompleteReadError: EOF came before readexactly() got
+/// its bytes or readuntil() found its separator. `partial` holds what came.
+class incomplete_read_error : public std::runtime_error {
+ public:
+  incomplete_read_error(bytes partial_bytes, std::optional<std::size_t> expected_bytes);
+  bytes partial;
+  std::optional<std::size_t> expected;  ///< std::nullopt for readuntil()
+};
+
+/// Python's asyncio.LimitOverrunError: readuntil() found no separator within
+/// the stream's limit. The data stays in the buffer; `consumed` is how much.
+class limit_overrun_error : public std::runtime_error {
+ public:
+  limit_overrun_error(const std::string& message, std::size_t consumed_bytes);
+  std::size_t consumed;
+};
+
+/// Per-stream sizes (Python's `limit` and the transport's write limits).
+struct stream_limits {
+  std::size_t limit = 64 * 1024;       ///< readuntil()/readline() line limit
+  std::size_t high_water = 64 * 1024;  ///< drain() waits above this
+  std::optional<std::size_t> low_water;  ///< ...until this; default high_water / 4
+};
+
+namespace detail {
+struct stream_transport;
+}
+
+class stream_reader {
+ public:
+  stream_reader() = default;
+  explicit stream_reader(std::shared_ptr<detail::stream_transport> t) noexcept : t_(std::move(t)) {}
+
+  /// Up to `n` bytes: what is buffered, or else what one receive brings; ""
+  /// at EOF. n < 0 reads until EOF. n == 0 returns "" at once.
+  task<bytes> read(std::ptrdiff_t n = -1);
+  /// Exactly `n` bytes, or incomplete_read_error with what came before EOF.
+  task<bytes> readexactly(std::size_t n);
+  /// Up to and including "\n"; at EOF the partial last line (possibly "").
+  /// limit_overrun_error (as Python's ValueError) for a line over the limit.
+  task<bytes> readline();
+  /// Up to and including `separator`; incomplete_read_error at EOF,
+  /// limit_overrun_error when the limit passes without one. Non-empty separator.
+  task<bytes> readuntil(std::string separator = "\n");
+  /// A pysock extra without allocation: copies up to buffer.size() bytes into
+  /// `buffer` (buffered bytes first, else one receive); 0 at EOF.
+  task<std::size_t> read_into(mutable_buffer buffer);
+  /// True when the buffer is empty and the peer has closed its side.
+  bool at_eof() const noexcept;
+
+ private:
+  std::shared_ptr<detail::stream_transport> t_;
+};
+
+class stream_writer {
+ public:
+  stream_writer() = default;
+  explicit stream_writer(std::shared_ptr<detail::stream_transport> t) noexcept : t_(std::move(t)) {}
+
+  /// Sends what the kernel takes now and buffers the rest (never waits).
+  /// After close() it throws std::runtime_error; after a connection error
+  /// the data is dropped and drain() reports the error.
+  void write(const_buffer data);
+  void writelines(const std::vector<bytes>& lines);
+  /// Waits until the buffer is at or below the low-water mark if it is above
+  /// the high-water mark. Throws the connection's error if it failed.
+  task<void> drain();
+  /// Shuts down the sending side once the buffer is flushed.
+  void write_eof();
+  bool can_write_eof() const noexcept { return true; }
+  /// Flushes what is buffered, then closes the socket (at once if nothing is).
+  void close();
+  bool is_closing() const noexcept;
+  /// Waits until the socket is closed.
+  task<void> wait_closed();
+
+  std::size_t get_write_buffer_size() const noexcept;
+  /// Python's set_write_buffer_limits(high, low): low defaults to high / 4.
+  void set_write_buffer_limits(std::size_t high, std::optional<std::size_t> low = std::nullopt);
+  std::pair<std::size_t, std::size_t> get_write_buffer_limits() const noexcept;
+  address peername() const;
+  address sockname() const;
+  /// The connection's socket, for options (tcp_nodelay, so_linger...). Do
+  /// not read, write or close it directly.
+  socket& get_socket() const noexcept;
+
+ private:
+  std::shared_ptr<detail::stream_transport> t_;
+};
+
+/// Wraps a connected socket (made non-blocking here) in a stream pair on `loop`.
+std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket sock, const stream_limits& limits = {});
+
+/// Python's open_connection(): resolves `host` off the loop thread (a numeric
+/// host needs no resolution), tries each address in turn, returns the streams.
+task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, stream_limits limits = {});
+/// open_unix_connection(path).
+task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, stream_limits limits = {});
+
+/// The client_connected_cb of start_server(): a coroutine per connection.
+using connection_handler = std::function<task<void>(stream_reader, stream_writer)>;
+
+namespace detail {
+struct server_state;
+}
+
+/// Python's asyncio.Server. Closing it (or destroying it) stops accepting.
+class server {
+ public:
+  server() = default;
+  explicit server(std::shared_ptr<detail::server_state> state) noexcept : state_(std::move(state)) {}
+  server(server&&) noexcept = default;
+  server& operator=(server&& other) noexcept;
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+  /// Closes the listening socket (not the connections).
+  ~server();
+
+  /// Stops accepting and closes the listening socket. Idempotent.
+  void close();
+  /// Cancels every connection handler still running (Python 3.13).
+  void close_clients();
+  /// Waits until closed and every connection handler has finished.
+  task<void> wait_closed();
+  /// Waits until the server is closed (by close(), or by cancelling this).
+  /// Cancelling serve_forever() closes the server, as in Python.
+  task<void> serve_forever();
+  bool is_serving() const noexcept;
+  /// The listening sockets (one here).
+  std::vector<const socket*> sockets() const;
+  /// The address actually bound (the port the kernel chose for port 0).
+  pysock::address sockname() const;
+  /// Connection handlers running now.
+  std::size_t active_connections() const noexcept;
+
+ private:
+  std::shared_ptr<detail::server_state> state_;
+};
+
+struct server_config {
+  int backlog = default_backlog;
+  bool reuse_port = false;  ///< SO_REUSEPORT (several listeners, one per loop)
+  stream_limits limits;
+};
+
+/// Python's start_server(): binds, listens, and accepts in the background;
+/// each connection runs `handler` as its own task. A host name is resolved
+/// off the loop thread.
+task<server> start_server(connection_handler handler, std::string host, int port, server_config config = {});
+/// start_server(sock=...): serves an already listening socket.
+task<server> start_server(connection_handler handler, socket listener, server_config config = {});
+/// start_unix_server(path).
+task<server> start_unix_server(connection_handler handler, std::string path, server_config config = {});
+
+/// Options of serve_forever().
+struct serve_options {
+  /// Loops (threads), each with its own SO_REUSEPORT listener; 0 means one
+  /// per CPU (std::thread::hardware_concurrency()).
+  unsigned threads = 0;
+  int backlog = default_backlog;
+  /// Signals that end serve_forever(); blocked in every thread, read by the
+  /// calling thread through a signalfd. Empty: only `stop` ends it.
+  std::vector<int> stop_signals{SIGINT, SIGTERM};
+  /// Requests a stop from any thread.
+  std::stop_token stop;
+  /// Called (on the calling thread) once every loop is accepting, with the
+  /// address bound: the real port when `port` was 0.
+  std::function<void(const pysock::address&)> on_listening;
+  stream_limits limits;
+  loop_options loop;
+};
+
+/// Multi-core server: `threads` event loops on as many threads, each
+/// accepting on its own SO_REUSEPORT socket bound to the same address (the
+/// kernel spreads connections between them), each running `handler` for its
+/// connections. Blocks until a stop signal or `options.stop`; then closes the
+/// listeners, cancels the handlers, joins the threads and returns. An
+/// exception in a loop's thread is rethrown here after all threads ended.
+void serve_forever(connection_handler handler, const std::string& host, int port, serve_options options = {});
+
+}  // namespace pysock

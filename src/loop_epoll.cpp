@@ -1,0 +1,347 @@
+// SPDX-License-Identifier: MIT
+//
+// The epoll reactor: the per-descriptor table of waits, registration with
+// the kernel, epoll_wait and the dispatch of events to the waiting operations.
+//
+// Cost model (per echoed message on a connection the loop does not own):
+//   recv() → EAGAIN → one epoll_ctl(MOD) re-arming a one-shot registration →
+//   epoll_wait → the dispatcher's switch → recv() → resume.
+// Descriptors the loop owns (streams) are registered once, edge-triggered for
+// both directions, and need no epoll_ctl per wait at all. One-shot is the
+// price of correctness for the sock_* calls: the application may close a
+// socket and get the same number back for a new one without telling the
+// loop, and a cached registration would then wait forever. A one-shot MOD
+// that finds nothing (ENOENT) simply re-adds it.
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+
+#include "pysock/loop.hpp"
+
+namespace pysock {
+
+namespace detail {
+namespace {
+
+// add_reader()/add_writer(): a persistent callback in a descriptor's slot.
+struct fd_callback_op final : io_op {
+  std::function<void()> fn;
+  bool running = false;  // inside fn(): removal is deferred until it returns
+  bool removed = false;
+  explicit fd_callback_op(bool for_write) : io_op(op_kind::fd_callback, for_write) {}
+};
+
+bool is_active(const fd_entry& e) noexcept {
+  return e.reader != nullptr || e.writer != nullptr || e.attached;
+}
+
+bool is_callback(const io_op* op) noexcept { return op != nullptr && op->kind == op_kind::fd_callback; }
+
+int epoll_update(int epfd, int op, int fd, std::uint32_t events) noexcept {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = static_cast<std::uint64_t>(fd);
+  return ::epoll_ctl(epfd, op, fd, &ev) == 0 ? 0 : errno;
+}
+
+}  // namespace
+}  // namespace detail
+
+detail::fd_entry& event_loop::entry(int fd) {
+  const auto index = static_cast<std::size_t>(fd);
+  if (index >= fds_.size()) fds_.resize(std::max(index + 1, fds_.size() * 2));
+  return fds_[index];
+}
+
+std::size_t event_loop::active_descriptor_count() const noexcept { return active_fds_; }
+
+// Brings the kernel's registration of a non-attached descriptor in line with
+// its slots; throws std::system_error with the errno when epoll refuses.
+void event_loop::update_registration(int fd, detail::fd_entry& e) {
+  const std::uint32_t want = (e.reader != nullptr ? EPOLLIN : 0u) | (e.writer != nullptr ? EPOLLOUT : 0u);
+  const bool persistent = detail::is_callback(e.reader) || detail::is_callback(e.writer);
+  if (want == 0) {
+    // Nothing waits. A fired one-shot registration can stay in the set (the
+    // next wait re-arms it with MOD); an armed or level-triggered one must go,
+    // or the kernel would keep reporting events nobody wants.
+    if (e.in_epoll && (e.persistent || e.armed)) {
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+      e.in_epoll = false;
+      e.armed = false;
+    }
+    e.persistent = false;
+    e.registered = 0;
+    return;
+  }
+  const std::uint32_t flags = want | (persistent ? 0u : static_cast<std::uint32_t>(EPOLLONESHOT));
+  if (e.in_epoll && e.registered == flags && e.armed) return;
+  int err = 0;
+  if (e.in_epoll) {
+    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
+    // ENOENT: the descriptor was closed and its number reused without the
+    // loop knowing; the kernel dropped the old registration. Add it afresh.
+    if (err == ENOENT) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
+  } else {
+    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
+    if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
+  }
+  if (err != 0) {
+    e.in_epoll = false;
+    e.armed = false;
+    throw std::system_error(err, std::system_category());
+  }
+  e.in_epoll = true;
+  e.armed = true;
+  e.persistent = persistent;
+  e.registered = flags;
+}
+
+bool event_loop::start_wait(detail::io_op* op) {
+  if (op->fd < 0) {
+    op->ec = std::make_error_code(std::errc::bad_file_descriptor);
+    return false;
+  }
+  detail::fd_entry& e = entry(op->fd);
+  detail::io_op*& slot = op->write ? e.writer : e.reader;
+  if (slot != nullptr) {
+    throw std::runtime_error("fd " + std::to_string(op->fd) + ": another " +
+                             (detail::is_callback(slot) ? std::string("add_reader/add_writer callback")
+                                                        : std::string("coroutine")) +
+                             " is already waiting to " + (op->write ? "write" : "read") + " this descriptor");
+  }
+  const bool was_active = detail::is_active(e);
+  slot = op;
+  if (!e.attached) {
+    try {
+      update_registration(op->fd, e);
+    } catch (const std::system_error& x) {
+      slot = nullptr;
+      op->ec = x.code();
+      return false;
+    }
+  }
+  op->waiting = true;
+  if (!was_active) ++active_fds_;
+  return true;
+}
+
+void event_loop::end_wait(detail::io_op* op) noexcept {
+  if (!op->waiting) return;
+  op->waiting = false;
+  detail::fd_entry& e = fds_[static_cast<std::size_t>(op->fd)];
+  detail::io_op*& slot = op->write ? e.writer : e.reader;
+  if (slot == op) slot = nullptr;
+  if (!e.attached) {
+    try {
+      update_registration(op->fd, e);
+    } catch (const std::system_error&) {
+      // EBADF: the application closed the descriptor under a pending wait;
+      // the kernel has already forgotten it.
+    }
+  }
+  if (!detail::is_active(e)) --active_fds_;
+}
+
+void event_loop::abandon_io(detail::io_op* op) noexcept { end_wait(op); }
+
+bool event_loop::suspend_io(detail::io_op* op, std::coroutine_handle<> h) {
+  op->handle = h;
+  op->owner = current_;
+  op->cancel_fn = [](detail::cancel_slot* s) noexcept {
+    auto* self = static_cast<detail::io_op*>(s);
+    if (self->cancelled) return true;
+    if (!self->waiting) return false;  // completed: its result must reach the task
+    self->loop->end_wait(self);
+    self->cancelled = true;
+    self->loop->schedule(self->handle, self->owner);
+    return true;
+  };
+  if (op->owner != nullptr && op->owner->must_cancel) {
+    op->owner->must_cancel = false;
+    op->cancelled = true;
+    return false;
+  }
+  if (!start_wait(op)) return false;
+  if (op->owner != nullptr) op->owner->leaf = op;
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+// ---------------------------------------------------------------------------
+
+// Performs `op` after an event; true when it is finished and has left its
+// slot (the caller then completes it).
+bool event_loop::run_op(detail::io_op* op) {
+  using detail::op_kind;
+  bool finished = false;
+  switch (op->kind) {
+    case op_kind::recv_into: finished = static_cast<recv_into_op*>(op)->perform(); break;
+    case op_kind::recv: finished = static_cast<recv_op*>(op)->perform(); break;
+    case op_kind::sendall: finished = static_cast<sendall_op*>(op)->perform(); break;
+    case op_kind::sendto: finished = static_cast<sendto_op*>(op)->perform(); break;
+    case op_kind::recvfrom: finished = static_cast<recvfrom_op*>(op)->perform(); break;
+    case op_kind::recvfrom_into: finished = static_cast<recvfrom_into_op*>(op)->perform(); break;
+    case op_kind::accept: finished = static_cast<accept_op*>(op)->perform(); break;
+    case op_kind::connect: finished = static_cast<connect_op*>(op)->perform(); break;
+    case op_kind::stream_fill: finished = detail::stream_fill_perform(op); break;
+    case op_kind::stream_flush: finished = detail::stream_flush_perform(op); break;
+    case op_kind::fd_callback: {
+      auto* cb = static_cast<detail::fd_callback_op*>(op);
+      cb->running = true;
+      try {
+        cb->fn();
+      } catch (...) {
+        std::fprintf(stderr, "pysock: exception in add_reader/add_writer callback for fd %d\n", op->fd);
+      }
+      cb->running = false;
+      if (cb->removed) delete cb;
+      return false;  // stays registered
+    }
+  }
+  if (finished) end_wait(op);
+  return finished;
+}
+
+void event_loop::dispatch(int fd, std::uint32_t events) {
+  const auto index = static_cast<std::size_t>(fd);
+  if (index >= fds_.size()) return;
+  {
+    detail::fd_entry& e = fds_[index];
+    if (!e.attached && !e.persistent) e.armed = false;  // a one-shot registration fired
+  }
+  // EPOLLERR/EPOLLHUP wake both sides: the system call then reports the error.
+  constexpr std::uint32_t read_events = EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
+  constexpr std::uint32_t write_events = EPOLLOUT | EPOLLERR | EPOLLHUP;
+  // The slots are read again after each completion: a resumed coroutine may
+  // have started a new wait, closed the descriptor or grown the table.
+  if ((events & read_events) != 0) {
+    if (detail::io_op* op = fds_[index].reader; op != nullptr && run_op(op)) {
+      if (op->handle) op->handle.resume();
+    }
+  }
+  if ((events & write_events) != 0 && index < fds_.size()) {
+    if (detail::io_op* op = fds_[index].writer; op != nullptr && run_op(op)) {
+      if (op->kind == detail::op_kind::stream_flush) {
+        detail::stream_flush_done(op);
+      } else if (op->handle) {
+        op->handle.resume();
+      }
+    }
+  }
+  // A one-shot registration that fired while a wait remains (the other
+  // direction, or a wake-up that found EAGAIN) is armed again.
+  detail::fd_entry& e = fds_[index];
+  if (!e.attached && (e.reader != nullptr || e.writer != nullptr) && !e.armed) {
+    try {
+      update_registration(fd, e);
+    } catch (const std::system_error& x) {
+      // The descriptor went bad under the waits: fail them with the error.
+      for (detail::io_op* op : {e.reader, e.writer}) {
+        if (op == nullptr || detail::is_callback(op)) continue;
+        end_wait(op);
+        op->ec = x.code();
+        schedule(op->handle, op->owner);
+      }
+    }
+  }
+}
+
+void event_loop::poll_backend(int timeout_ms) {
+  std::array<epoll_event, 128> events;
+  const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;  // a signal without SA_RESTART: the loop iterates again
+    throw_os_error(last_error(), "epoll_wait()");
+  }
+  for (int i = 0; i < n; ++i) {
+    const std::uint64_t tag = events[static_cast<std::size_t>(i)].data.u64;
+    if (tag == wake_tag) {
+      drain_remote();
+    } else if (tag == signal_tag) {
+      if (signal_fd_ >= 0) read_signals();
+    } else {
+      dispatch(static_cast<int>(tag), events[static_cast<std::size_t>(i)].events);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Attached descriptors (streams)
+// ---------------------------------------------------------------------------
+
+void event_loop::attach(int fd) {
+  if (fd < 0) throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "attach");
+  detail::fd_entry& e = entry(fd);
+  if (e.attached) return;
+  if (e.reader != nullptr || e.writer != nullptr)
+    throw std::runtime_error("fd " + std::to_string(fd) + " has waits pending; cannot attach it to a stream");
+  const std::uint32_t flags = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  int err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
+  if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
+  if (err != 0) throw_os_error({err, std::system_category()}, "epoll_ctl(fd " + std::to_string(fd) + ")");
+  e.attached = true;
+  e.in_epoll = true;
+  e.armed = true;
+  e.persistent = false;
+  e.registered = flags;
+  ++active_fds_;
+}
+
+void event_loop::detach(int fd) noexcept {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return;
+  detail::fd_entry& e = fds_[static_cast<std::size_t>(fd)];
+  if (!e.attached) return;
+  for (detail::io_op* op : {e.reader, e.writer}) {
+    if (op != nullptr) end_wait(op);
+  }
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  e = detail::fd_entry{};
+  --active_fds_;
+}
+
+// ---------------------------------------------------------------------------
+// add_reader / add_writer
+// ---------------------------------------------------------------------------
+
+void event_loop::set_fd_callback(int fd, bool write, std::function<void()> fn) {
+  if (!fn) throw std::invalid_argument("add_reader/add_writer: empty callback");
+  if (fd < 0) throw std::invalid_argument("add_reader/add_writer: negative file descriptor");
+  detail::fd_entry& e = entry(fd);
+  if (e.attached) throw std::runtime_error("fd " + std::to_string(fd) + " belongs to a stream");
+  detail::io_op* existing = write ? e.writer : e.reader;
+  if (existing != nullptr && detail::is_callback(existing)) {
+    static_cast<detail::fd_callback_op*>(existing)->fn = std::move(fn);  // Python replaces it
+    return;
+  }
+  auto op = std::make_unique<detail::fd_callback_op>(write);
+  op->loop = this;
+  op->fd = fd;
+  op->fn = std::move(fn);
+  if (!start_wait(op.get())) throw_os_error(op->ec, (write ? "add_writer(fd " : "add_reader(fd ") + std::to_string(fd) + ")");
+  op.release();  // owned by the descriptor's slot now
+}
+
+bool event_loop::clear_fd_callback(int fd, bool write) {
+  if (fd < 0 || static_cast<std::size_t>(fd) >= fds_.size()) return false;
+  detail::fd_entry& e = fds_[static_cast<std::size_t>(fd)];
+  detail::io_op* op = write ? e.writer : e.reader;
+  if (!detail::is_callback(op)) return false;
+  end_wait(op);
+  auto* cb = static_cast<detail::fd_callback_op*>(op);
+  if (cb->running) {
+    cb->removed = true;  // the dispatcher deletes it when fn() returns
+  } else {
+    delete cb;
+  }
+  return true;
+}
+
+void event_loop::add_reader(int fd, std::function<void()> fn) { set_fd_callback(fd, false, std::move(fn)); }
+void event_loop::add_writer(int fd, std::function<void()> fn) { set_fd_callback(fd, true, std::move(fn)); }
+bool event_loop::remove_reader(int fd) { return clear_fd_callback(fd, false); }
+bool event_loop::remove_writer(int fd) { return clear_fd_callback(fd, true); }
+
+}  // namespace pysock

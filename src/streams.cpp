@@ -1,0 +1,878 @@
+// SPDX-License-Identifier: MIT
+//
+// asyncio streams: the transport behind StreamReader/StreamWriter (a socket
+// attached edge-triggered to the loop, a read buffer, a write buffer with
+// high/low water marks), open_connection, start_server, and the multi-core
+// serve_forever.
+#include "pysock/streams.hpp"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <latch>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "pysock/resolver.hpp"
+
+namespace pysock {
+
+namespace detail {
+
+struct loop_access {
+  static void attach(event_loop& loop, int fd) { loop.attach(fd); }
+  static void detach(event_loop& loop, int fd) noexcept { loop.detach(fd); }
+  static bool start_wait(event_loop& loop, io_op* op) { return loop.start_wait(op); }
+};
+
+namespace {
+constexpr std::size_t kReadChunk = 16 * 1024;
+
+ssize_t retry_send(int fd, const char* data, std::size_t size) noexcept {
+  ssize_t n;
+  do n = ::send(fd, data, size, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+}  // namespace
+
+struct stream_transport {
+  struct fill_op : io_op {
+    stream_transport* transport;
+    explicit fill_op(stream_transport* t) noexcept : io_op(op_kind::stream_fill, false), transport(t) {}
+  };
+  struct flush_op : io_op {
+    stream_transport* transport;
+    explicit flush_op(stream_transport* t) noexcept : io_op(op_kind::stream_flush, true), transport(t) {}
+  };
+
+  event_loop* loop;
+  socket sock;
+  int fd;
+  std::size_t limit;
+  std::size_t high_water;
+  std::size_t low_water;
+
+  // Read side: the bytes not yet consumed are rbuf[rbeg, rend).
+  std::string rbuf;
+  std::size_t rbeg = 0;
+  std::size_t rend = 0;
+  bool eof = false;
+  std::error_code read_error;
+  fill_op fill{this};
+
+  // Write side: the bytes not yet sent are wbuf[wbeg, end).
+  std::string wbuf;
+  std::size_t wbeg = 0;
+  flush_op flush{this};
+  std::error_code write_error;
+  bool closing = false;
+  bool closed = false;
+  bool eof_requested = false;
+  bool eof_sent = false;
+  event drained;       // set when the write buffer falls to the low-water mark
+  event closed_event;  // set when the socket is closed
+
+  stream_transport(event_loop& l, socket s, const stream_limits& limits)
+      : loop(&l), sock(std::move(s)), fd(sock.fileno()), limit(limits.limit), high_water(limits.high_water),
+        low_water(limits.low_water.value_or(limits.high_water / 4)) {
+    fill.loop = flush.loop = loop;
+    fill.fd = flush.fd = fd;
+    if (low_water > high_water) throw std::invalid_argument("stream limits: low_water > high_water");
+  }
+  stream_transport(const stream_transport&) = delete;
+  stream_transport& operator=(const stream_transport&) = delete;
+  ~stream_transport() {
+    if (!closed) {
+      closed = true;
+      loop_access::detach(*loop, fd);
+      // `sock` closes the descriptor as it is destroyed.
+    }
+  }
+
+  std::size_t available() const noexcept { return rend - rbeg; }
+  std::string_view buffered() const noexcept { return {rbuf.data() + rbeg, rend - rbeg}; }
+  bytes take(std::size_t n) {
+    bytes out(rbuf.data() + rbeg, n);
+    rbeg += n;
+    if (rbeg == rend) rbeg = rend = 0;
+    return out;
+  }
+  std::size_t pending_write() const noexcept { return wbuf.size() - wbeg; }
+
+  // One receive into the buffer. True when done: data, EOF or an error.
+  bool fill_once() noexcept {
+    if (eof || read_error) return true;
+    if (closed) {
+      eof = true;
+      return true;
+    }
+    if (rbeg == rend) rbeg = rend = 0;
+    if (rend == rbuf.size()) {
+      if (rbeg > 0) {  // compact: move the unread bytes to the front
+        std::memmove(rbuf.data(), rbuf.data() + rbeg, rend - rbeg);
+        rend -= rbeg;
+        rbeg = 0;
+      } else {  // full of unread bytes (a long line): grow
+        rbuf.resize(std::max(kReadChunk, rbuf.size() * 2));
+      }
+    }
+    ssize_t n;
+    do n = ::recv(fd, rbuf.data() + rend, rbuf.size() - rend, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      rend += static_cast<std::size_t>(n);
+      return true;
+    }
+    if (n == 0) {
+      eof = true;
+      return true;
+    }
+    if (would_block(errno)) return false;
+    read_error = last_error();
+    return true;
+  }
+
+  void fail_write(int err) noexcept {
+    write_error.assign(err, std::system_category());
+    wbuf.clear();
+    wbeg = 0;
+    if (flush.waiting) loop->abandon_io(&flush);
+    drained.set();
+    if (closing) finish_close();
+  }
+
+  // Sends from the buffer until it is empty or the kernel says EAGAIN.
+  bool flush_once() noexcept {
+    while (pending_write() > 0) {
+      const ssize_t n = retry_send(fd, wbuf.data() + wbeg, pending_write());
+      if (n < 0) {
+        if (would_block(errno)) {
+          if (pending_write() <= low_water) drained.set();
+          return false;
+        }
+        write_error.assign(errno, std::system_category());
+        wbuf.clear();
+        wbeg = 0;
+        return true;
+      }
+      wbeg += static_cast<std::size_t>(n);
+    }
+    wbuf.clear();
+    wbeg = 0;
+    return true;
+  }
+
+  void after_flush() noexcept {
+    if (write_error || pending_write() <= low_water) drained.set();
+    if (pending_write() == 0 && eof_requested && !eof_sent && !write_error) send_eof();
+    if (closing && (pending_write() == 0 || write_error)) finish_close();
+  }
+
+  void send_eof() noexcept {
+    eof_sent = true;
+    ::shutdown(fd, SHUT_WR);
+  }
+
+  void write(const_buffer data) {
+    if (closing || closed) {
+      if (write_error) return;  // Python drops writes after a connection error
+      throw std::runtime_error("stream_writer.write() after close()");
+    }
+    if (eof_requested) throw std::runtime_error("stream_writer.write() after write_eof()");
+    if (write_error || data.empty()) return;
+    std::size_t sent = 0;
+    if (pending_write() == 0) {
+      // Nothing queued: try the kernel at once, as Python's transport does;
+      // the common case buffers nothing and registers nothing.
+      while (sent < data.size()) {
+        const ssize_t n =
+            retry_send(fd, reinterpret_cast<const char*>(data.data()) + sent, data.size() - sent);
+        if (n < 0) {
+          if (would_block(errno)) break;
+          fail_write(errno);
+          return;
+        }
+        sent += static_cast<std::size_t>(n);
+      }
+      if (sent == data.size()) return;
+    }
+    if (wbeg > 0 && wbeg >= wbuf.size() / 2) {  // reclaim the sent front
+      wbuf.erase(0, wbeg);
+      wbeg = 0;
+    }
+    wbuf.append(reinterpret_cast<const char*>(data.data()) + sent, data.size() - sent);
+    if (!flush.waiting) {
+      flush.ec.clear();
+      flush.handle = {};
+      loop_access::start_wait(*loop, &flush);  // attached: no system call
+    }
+  }
+
+  void finish_close() noexcept {
+    if (closed) return;
+    closed = true;
+    if (fill.waiting) {
+      // A reader waiting for data sees EOF, as Python's connection_lost feeds it.
+      loop->abandon_io(&fill);
+      eof = true;
+      loop->schedule(fill.handle, fill.owner);
+    }
+    loop_access::detach(*loop, fd);
+    try {
+      sock.close();
+    } catch (const os_error&) {
+      // Python ignores close errors of a transport's socket as well.
+    }
+    drained.set();
+    closed_event.set();
+  }
+
+  void close() {
+    if (closing || closed) return;
+    closing = true;
+    if (pending_write() == 0 || write_error) finish_close();
+  }
+};
+
+bool stream_fill_perform(io_op* op) noexcept {
+  return static_cast<stream_transport::fill_op*>(op)->transport->fill_once();
+}
+bool stream_flush_perform(io_op* op) noexcept {
+  return static_cast<stream_transport::flush_op*>(op)->transport->flush_once();
+}
+void stream_flush_done(io_op* op) noexcept { static_cast<stream_transport::flush_op*>(op)->transport->after_flush(); }
+
+namespace {
+
+// co_await fill{t}: makes at least one receive attempt; waits for readiness
+// only if the kernel has nothing now.
+struct fill_awaiter {
+  stream_transport* t;
+  bool suspended = false;
+
+  explicit fill_awaiter(stream_transport* transport) noexcept : t(transport) {}
+  fill_awaiter(const fill_awaiter&) = delete;
+  fill_awaiter& operator=(const fill_awaiter&) = delete;
+  ~fill_awaiter() {
+    if (t->fill.waiting) t->loop->abandon_io(&t->fill);
+  }
+  bool await_ready() noexcept {
+    t->fill.handle = {};
+    t->fill.cancelled = false;
+    t->fill.ec.clear();
+    return t->fill_once();
+  }
+  bool await_suspend(std::coroutine_handle<> h) {
+    suspended = t->loop->suspend_io(&t->fill, h);
+    return suspended;
+  }
+  void await_resume() {
+    if (t->fill.handle) t->loop->resumed(t->fill.owner, &t->fill);
+    if (t->fill.cancelled) throw cancelled_error();
+    if (t->fill.ec) throw_os_error(t->fill.ec, "stream read(fd " + std::to_string(t->fd) + ")");
+    if (t->read_error) throw_os_error(t->read_error, "stream read(fd " + std::to_string(t->fd) + ")");
+  }
+};
+
+void check_reader(const std::shared_ptr<stream_transport>& t) {
+  if (!t) throw std::invalid_argument("stream_reader: empty reader");
+  if (t->read_error) throw_os_error(t->read_error, "stream read(fd " + std::to_string(t->fd) + ")");
+}
+
+task<bytes> do_read(std::shared_ptr<stream_transport> t, std::ptrdiff_t n) {
+  check_reader(t);
+  if (n == 0) co_return bytes();
+  if (n < 0) {
+    bytes all;
+    for (;;) {
+      all.append(t->buffered());
+      t->rbeg = t->rend = 0;
+      if (t->eof) co_return all;
+      co_await fill_awaiter(t.get());
+    }
+  }
+  if (t->available() == 0 && !t->eof) co_await fill_awaiter(t.get());
+  co_return t->take(std::min(t->available(), static_cast<std::size_t>(n)));
+}
+
+task<bytes> do_readexactly(std::shared_ptr<stream_transport> t, std::size_t n) {
+  check_reader(t);
+  while (t->available() < n) {
+    if (t->eof) {
+      bytes partial = t->take(t->available());
+      throw incomplete_read_error(std::move(partial), n);
+    }
+    co_await fill_awaiter(t.get());
+  }
+  co_return t->take(n);
+}
+
+task<bytes> do_readuntil(std::shared_ptr<stream_transport> t, std::string separator) {
+  check_reader(t);
+  if (separator.empty()) throw std::invalid_argument("readuntil: separator should be at least one-byte string");
+  std::size_t from = 0;  // where the next search starts: no rescanning
+  for (;;) {
+    const std::string_view data = t->buffered();
+    const std::size_t pos = data.find(separator, from);
+    if (pos != std::string_view::npos) {
+      const std::size_t end = pos + separator.size();
+      if (end > t->limit)
+        throw limit_overrun_error("Separator is found, but chunk is longer than limit", pos);
+      co_return t->take(end);
+    }
+    if (data.size() >= separator.size()) from = data.size() - separator.size() + 1;
+    if (data.size() > t->limit)
+      throw limit_overrun_error("Separator is not found, and chunk exceed the limit", data.size());
+    if (t->eof) {
+      bytes partial = t->take(t->available());
+      throw incomplete_read_error(std::move(partial), std::nullopt);
+    }
+    // `from` counts from the start of the unread data, so it stays valid
+    // when the fill compacts the buffer.
+    co_await fill_awaiter(t.get());
+  }
+}
+
+task<bytes> do_readline(std::shared_ptr<stream_transport> t) {
+  try {
+    co_return co_await do_readuntil(t, "\n");
+  } catch (const incomplete_read_error& e) {
+    co_return e.partial;
+  } catch (const limit_overrun_error& e) {
+    // Python: drop the line (through its separator if it is there) and raise.
+    const std::string_view data = t->buffered();
+    const std::size_t nl = data.find('\n', e.consumed);
+    t->take(nl != std::string_view::npos ? nl + 1 : data.size());
+    throw;
+  }
+}
+
+task<std::size_t> do_read_into(std::shared_ptr<stream_transport> t, mutable_buffer buffer) {
+  check_reader(t);
+  if (buffer.empty()) co_return 0;
+  if (t->available() == 0 && !t->eof) co_await fill_awaiter(t.get());
+  const std::size_t n = std::min(t->available(), buffer.size());
+  std::memcpy(buffer.data(), t->rbuf.data() + t->rbeg, n);
+  t->rbeg += n;
+  if (t->rbeg == t->rend) t->rbeg = t->rend = 0;
+  co_return n;
+}
+
+task<void> do_drain(std::shared_ptr<stream_transport> t) {
+  while (!t->write_error && !t->closed && t->pending_write() > t->high_water) {
+    t->drained.clear();
+    co_await t->drained.wait();
+  }
+  if (t->write_error) throw_os_error(t->write_error, "drain(fd " + std::to_string(t->fd) + ")");
+}
+
+task<void> do_wait_closed(std::shared_ptr<stream_transport> t) {
+  while (!t->closed) co_await t->closed_event.wait();
+}
+
+}  // namespace
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+incomplete_read_error::incomplete_read_error(bytes partial_bytes, std::optional<std::size_t> expected_bytes)
+    : std::runtime_error(std::to_string(partial_bytes.size()) + " bytes read on a total of " +
+                         (expected_bytes ? std::to_string(*expected_bytes) : std::string("undefined")) +
+                         " expected bytes"),
+      partial(std::move(partial_bytes)),
+      expected(expected_bytes) {}
+
+limit_overrun_error::limit_overrun_error(const std::string& message, std::size_t consumed_bytes)
+    : std::runtime_error(message), consumed(consumed_bytes) {}
+
+// ---------------------------------------------------------------------------
+// Reader and writer
+// ---------------------------------------------------------------------------
+
+task<bytes> stream_reader::read(std::ptrdiff_t n) { return detail::do_read(t_, n); }
+task<bytes> stream_reader::readexactly(std::size_t n) { return detail::do_readexactly(t_, n); }
+task<bytes> stream_reader::readline() { return detail::do_readline(t_); }
+task<bytes> stream_reader::readuntil(std::string separator) { return detail::do_readuntil(t_, std::move(separator)); }
+task<std::size_t> stream_reader::read_into(mutable_buffer buffer) { return detail::do_read_into(t_, buffer); }
+bool stream_reader::at_eof() const noexcept { return t_ && t_->eof && t_->available() == 0; }
+
+namespace {
+detail::stream_transport& checked(const std::shared_ptr<detail::stream_transport>& t) {
+  if (!t) throw std::invalid_argument("stream_writer: empty writer");
+  return *t;
+}
+}  // namespace
+
+void stream_writer::write(const_buffer data) { checked(t_).write(data); }
+void stream_writer::writelines(const std::vector<bytes>& lines) {
+  for (const bytes& line : lines) write(line);
+}
+task<void> stream_writer::drain() {
+  checked(t_);
+  return detail::do_drain(t_);
+}
+void stream_writer::write_eof() {
+  auto& t = checked(t_);
+  if (t.closed || t.eof_requested) return;
+  t.eof_requested = true;
+  if (t.pending_write() == 0) t.send_eof();
+}
+void stream_writer::close() { checked(t_).close(); }
+bool stream_writer::is_closing() const noexcept { return t_ && (t_->closing || t_->closed); }
+task<void> stream_writer::wait_closed() {
+  checked(t_);
+  return detail::do_wait_closed(t_);
+}
+std::size_t stream_writer::get_write_buffer_size() const noexcept { return t_ ? t_->pending_write() : 0; }
+void stream_writer::set_write_buffer_limits(std::size_t high, std::optional<std::size_t> low) {
+  auto& t = checked(t_);
+  const std::size_t l = low.value_or(high / 4);
+  if (l > high) throw std::invalid_argument("set_write_buffer_limits: high must be >= low");
+  t.high_water = high;
+  t.low_water = l;
+}
+std::pair<std::size_t, std::size_t> stream_writer::get_write_buffer_limits() const noexcept {
+  return t_ ? std::pair{t_->low_water, t_->high_water} : std::pair<std::size_t, std::size_t>{0, 0};
+}
+address stream_writer::peername() const { return checked(t_).sock.getpeername(); }
+address stream_writer::sockname() const { return checked(t_).sock.getsockname(); }
+socket& stream_writer::get_socket() const noexcept { return t_->sock; }
+
+std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket sock, const stream_limits& limits) {
+  if (sock.closed()) throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "make_streams");
+  sock.setblocking(false);
+  // asyncio sets TCP_NODELAY on every TCP transport: a stream writes whole
+  // messages, and Nagle plus delayed ACKs would stall small replies ~40 ms.
+  if ((sock.family() == AF_INET || sock.family() == AF_INET6) && sock.type() == SOCK_STREAM) {
+    const int on = 1;
+    ::setsockopt(sock.fileno(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+  }
+  auto t = std::make_shared<detail::stream_transport>(loop, std::move(sock), limits);
+  detail::loop_access::attach(loop, t->fd);
+  return {stream_reader(t), stream_writer(t)};
+}
+
+// ---------------------------------------------------------------------------
+// open_connection
+// ---------------------------------------------------------------------------
+
+namespace {
+
+bool is_name(const address& a) {
+  if (!a.needs_resolution()) return false;
+  const std::string host = a.host();
+  return !host.empty() && host != "<broadcast>";
+}
+
+}  // namespace
+
+task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, stream_limits limits) {
+  event_loop& loop = get_running_loop();
+  std::vector<address> candidates;
+  const address given(host, port);
+  if (is_name(given)) {
+    auto resolve = [host, port] { return getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM); };
+    std::vector<addrinfo_entry> found = co_await loop.run_in_thread(std::move(resolve));
+    for (auto& entry : found) candidates.push_back(entry.sockaddr);
+  } else {
+    candidates.push_back(given);
+  }
+  // Each address in turn, as create_connection(); the last error if all fail.
+  std::exception_ptr last;
+  for (const address& candidate : candidates) {
+    const int family = candidate.family() == AF_UNSPEC ? AF_INET : candidate.family();
+    socket sock(family, SOCK_STREAM | SOCK_NONBLOCK);
+    try {
+      co_await loop.sock_connect(sock, candidate);
+      co_return make_streams(loop, std::move(sock), limits);
+    } catch (const os_error&) {
+      last = std::current_exception();
+    }
+  }
+  std::rethrow_exception(last);
+}
+
+task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, stream_limits limits) {
+  event_loop& loop = get_running_loop();
+  socket sock(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK);
+  co_await loop.sock_connect(sock, address::unix_path(path));
+  co_return make_streams(loop, std::move(sock), limits);
+}
+
+// ---------------------------------------------------------------------------
+// start_server
+// ---------------------------------------------------------------------------
+
+namespace detail {
+
+struct server_state : std::enable_shared_from_this<server_state> {
+  event_loop* loop = nullptr;
+  socket listener;
+  address bound;
+  connection_handler handler;
+  server_config config;
+  task_handle<void> accept_task;
+  bool closed = false;
+  std::list<task_handle<void>> connections;
+  event stopped;  // set by close()
+  event idle;     // set whenever a connection handler ends (wait_closed looks again)
+
+  void close() {
+    if (closed) return;
+    closed = true;
+    // The cancel withdraws the accept's epoll registration at once, so the
+    // listener can be closed before the accept task has even resumed.
+    accept_task.cancel();
+    try {
+      listener.close();
+    } catch (const os_error&) {
+    }
+    stopped.set();
+  }
+};
+
+namespace {
+
+task<void> run_connection(std::shared_ptr<server_state> st, std::list<task_handle<void>>::iterator self,
+                          stream_reader reader, stream_writer writer) {
+  try {
+    co_await st->handler(std::move(reader), std::move(writer));
+  } catch (const cancelled_error&) {
+    // close_clients(): the handler was cancelled; that is how it ends.
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pysock: unhandled exception in connection handler: %s\n", e.what());
+  }
+  st->connections.erase(self);
+  st->idle.set();  // wait_closed() looks again
+}
+
+bool is_resource_shortage(const std::error_code& ec) {
+  return ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
+         ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory;
+}
+
+// The accept task's frame holds the state and the state holds the task's
+// handle; when the task ends, however it ends, it drops that handle so the
+// two do not keep each other alive.
+struct drop_accept_handle {
+  server_state* st;
+  ~drop_accept_handle() { st->accept_task = task_handle<void>(); }
+};
+
+task<void> accept_loop(std::shared_ptr<server_state> st) {
+  const drop_accept_handle guard{st.get()};
+  while (!st->closed) {
+    std::pair<socket, address> conn{socket::closed_socket(), address()};
+    bool pause = false;
+    try {
+      conn = co_await st->loop->sock_accept(st->listener);
+    } catch (const os_error& e) {
+      if (st->closed) co_return;
+      // Python's asyncio: out of descriptors or memory, log and stop
+      // accepting for a while instead of spinning on the error; a connection
+      // aborted before accept() is just skipped.
+      if (is_resource_shortage(e.code())) {
+        std::fprintf(stderr, "pysock: accept(): %s; pausing accepts for 100 ms\n", e.what());
+        pause = true;
+      } else if (e.code() != std::errc::connection_aborted && e.code() != std::errc::protocol_error) {
+        throw;
+      }
+    }
+    if (pause) {
+      co_await sleep(std::chrono::milliseconds(100));
+      continue;
+    }
+    if (conn.first.closed()) continue;
+    auto streams = make_streams(*st->loop, std::move(conn.first), st->config.limits);
+    st->idle.clear();
+    auto it = st->connections.emplace(st->connections.end());
+    *it = st->loop->create_task(run_connection(st, it, std::move(streams.first), std::move(streams.second)));
+  }
+}
+
+task<void> server_wait_closed(std::shared_ptr<server_state> st) {
+  while (!st->closed) co_await st->stopped.wait();
+  if (task_handle<void> accepting = st->accept_task; accepting.valid() && !accepting.done()) {
+    try {
+      co_await accepting;  // a local handle: the task drops the server's one as it ends
+    } catch (const cancelled_error&) {
+    }
+  }
+  // A handler cancelled before its first step never runs, so it cannot take
+  // itself off the list: finished ones are pruned here.
+  for (;;) {
+    st->connections.remove_if([](const task_handle<void>& h) { return h.done(); });
+    if (st->connections.empty()) break;
+    st->idle.clear();
+    co_await st->idle.wait();
+  }
+}
+
+task<void> server_serve_forever(std::shared_ptr<server_state> st) {
+  try {
+    while (!st->closed) co_await st->stopped.wait();
+  } catch (const cancelled_error&) {
+    st->close();  // Python: cancelling serve_forever() closes the server
+    throw;
+  }
+}
+
+}  // namespace
+}  // namespace detail
+
+server& server::operator=(server&& other) noexcept {
+  if (this != &other) {
+    if (state_) state_->close();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+server::~server() {
+  if (state_) state_->close();
+}
+
+void server::close() {
+  if (state_) state_->close();
+}
+
+void server::close_clients() {
+  if (!state_) return;
+  for (auto& h : state_->connections) h.cancel();
+}
+
+task<void> server::wait_closed() {
+  if (!state_) throw invalid_state_error("server: empty");
+  return detail::server_wait_closed(state_);
+}
+
+task<void> server::serve_forever() {
+  if (!state_) throw invalid_state_error("server: empty");
+  return detail::server_serve_forever(state_);
+}
+
+bool server::is_serving() const noexcept { return state_ && !state_->closed; }
+
+std::vector<const socket*> server::sockets() const {
+  if (!state_ || state_->closed) return {};
+  return {&state_->listener};
+}
+
+address server::sockname() const {
+  if (!state_) throw invalid_state_error("server: empty");
+  return state_->bound;
+}
+
+std::size_t server::active_connections() const noexcept {
+  if (!state_) return 0;
+  return static_cast<std::size_t>(std::count_if(state_->connections.begin(), state_->connections.end(),
+                                                [](const task_handle<void>& h) { return !h.done(); }));
+}
+
+namespace {
+// Plain function, not a coroutine: the overloads below call it without a
+// co_await, which keeps them clear of GCC 12's double destruction of
+// by-value coroutine arguments inside co_await expressions (PR 99576).
+server serve_listener(connection_handler handler, socket listener, server_config config) {
+  if (!handler) throw std::invalid_argument("start_server: empty handler");
+  event_loop& loop = get_running_loop();
+  listener.setblocking(false);
+  auto st = std::make_shared<detail::server_state>();
+  st->loop = &loop;
+  st->bound = listener.getsockname();
+  st->listener = std::move(listener);
+  st->handler = std::move(handler);
+  st->config = std::move(config);
+  st->accept_task = loop.create_task(detail::accept_loop(st));
+  return server(st);
+}
+}  // namespace
+
+task<server> start_server(connection_handler handler, socket listener, server_config config) {
+  co_return serve_listener(std::move(handler), std::move(listener), std::move(config));
+}
+
+task<server> start_server(connection_handler handler, std::string host, int port, server_config config) {
+  event_loop& loop = get_running_loop();
+  address where(host, port);
+  if (is_name(where)) {
+    auto resolve = [host, port] { return getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE); };
+    std::vector<addrinfo_entry> found = co_await loop.run_in_thread(std::move(resolve));
+    where = found.front().sockaddr;
+  }
+  server_options options;
+  options.family = where.family() == AF_UNSPEC ? AF_INET : where.family();
+  options.backlog = config.backlog;
+  options.reuse_port = config.reuse_port;
+  socket listener = create_server(where, options);
+  co_return serve_listener(std::move(handler), std::move(listener), std::move(config));
+}
+
+task<server> start_unix_server(connection_handler handler, std::string path, server_config config) {
+  socket listener(AF_UNIX, SOCK_STREAM);
+  listener.bind(address::unix_path(path));
+  listener.listen(config.backlog);
+  co_return serve_listener(std::move(handler), std::move(listener), std::move(config));
+}
+
+// ---------------------------------------------------------------------------
+// serve_forever: N loops on N threads
+// ---------------------------------------------------------------------------
+
+namespace {
+
+struct descriptor {
+  int fd = -1;
+  descriptor() = default;
+  explicit descriptor(int f) : fd(f) {}
+  descriptor(const descriptor&) = delete;
+  descriptor& operator=(const descriptor&) = delete;
+  ~descriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+struct signal_mask_guard {
+  sigset_t old;
+  bool active = false;
+  explicit signal_mask_guard(const sigset_t& block) {
+    if (::pthread_sigmask(SIG_BLOCK, &block, &old) == 0) active = true;
+  }
+  signal_mask_guard(const signal_mask_guard&) = delete;
+  signal_mask_guard& operator=(const signal_mask_guard&) = delete;
+  ~signal_mask_guard() {
+    if (active) ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
+};
+
+}  // namespace
+
+void serve_forever(connection_handler handler, const std::string& host, int port, serve_options options) {
+  if (!handler) throw std::invalid_argument("serve_forever: empty handler");
+  unsigned count = options.threads;
+  if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
+
+  // Listeners first, on this thread: the first one binds (port 0 lets the
+  // kernel choose), the others bind to the port it got, all SO_REUSEPORT.
+  address where(host, port);
+  if (is_name(where)) where = getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().sockaddr;
+  server_options listen_options;
+  listen_options.family = where.family() == AF_UNSPEC ? AF_INET : where.family();
+  listen_options.backlog = options.backlog;
+  listen_options.reuse_port = true;
+  std::vector<socket> listeners;
+  listeners.push_back(create_server(where, listen_options));
+  const address bound = listeners.front().getsockname();
+  for (unsigned i = 1; i < count; ++i) listeners.push_back(create_server(bound, listen_options));
+
+  // Stop signals are blocked before any thread starts, so every thread
+  // inherits the mask and only this thread's signalfd sees them.
+  sigset_t stop_mask;
+  sigemptyset(&stop_mask);
+  for (int sig : options.stop_signals) sigaddset(&stop_mask, sig);
+  const signal_mask_guard mask_guard(stop_mask);
+  descriptor signal_fd;
+  if (!options.stop_signals.empty()) {
+    signal_fd.fd = ::signalfd(-1, &stop_mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd.fd < 0) throw_os_error(last_error(), "signalfd()");
+  }
+  descriptor stop_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (stop_fd.fd < 0) throw_os_error(last_error(), "eventfd()");
+  const int wake = stop_fd.fd;
+  auto poke = [wake] {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = ::write(wake, &one, sizeof one);
+  };
+
+  struct worker_slot {
+    event_loop* loop = nullptr;
+    std::exception_ptr error;
+  };
+  std::mutex slots_mutex;
+  std::vector<worker_slot> slots(count);
+  std::latch started(static_cast<std::ptrdiff_t>(count));
+  std::vector<std::thread> threads;
+  threads.reserve(count);
+  for (unsigned i = 0; i < count; ++i) {
+    threads.emplace_back([&, i] {
+      bool counted = false;
+      try {
+        event_loop loop(options.loop);
+        server_config config;
+        config.backlog = options.backlog;
+        config.limits = options.limits;
+        server srv = loop.run_until_complete(start_server(handler, std::move(listeners[i]), config));
+        {
+          const std::lock_guard<std::mutex> lock(slots_mutex);
+          slots[i].loop = &loop;
+        }
+        started.count_down();
+        counted = true;
+        loop.run_forever();  // until the stop request below
+        {
+          const std::lock_guard<std::mutex> lock(slots_mutex);
+          slots[i].loop = nullptr;
+        }
+        srv.close();
+        srv.close_clients();
+        loop.run_until_complete(srv.wait_closed());
+      } catch (...) {
+        {
+          const std::lock_guard<std::mutex> lock(slots_mutex);
+          slots[i].loop = nullptr;
+          slots[i].error = std::current_exception();
+        }
+        if (!counted) started.count_down();
+        poke();  // a failed loop ends the whole server
+      }
+    });
+  }
+  started.wait();
+  if (options.on_listening) {
+    try {
+      options.on_listening(bound);
+    } catch (...) {
+      poke();
+      const std::lock_guard<std::mutex> lock(slots_mutex);
+      if (!slots[0].error) slots[0].error = std::current_exception();
+    }
+  }
+  const std::stop_callback on_stop(options.stop, poke);
+
+  pollfd waits[2] = {{stop_fd.fd, POLLIN, 0}, {signal_fd.fd, POLLIN, 0}};
+  for (;;) {
+    const int n = ::poll(waits, signal_fd.fd >= 0 ? 2 : 1, -1);
+    if (n > 0) break;
+    if (n < 0 && errno != EINTR) break;
+  }
+  if (signal_fd.fd >= 0) {  // consume the stop signal(s): they are handled
+    signalfd_siginfo info;
+    while (::read(signal_fd.fd, &info, sizeof info) > 0) {
+    }
+  }
+  {
+    const std::lock_guard<std::mutex> lock(slots_mutex);
+    for (auto& slot : slots) {
+      if (slot.loop != nullptr) {
+        event_loop* l = slot.loop;
+        l->call_soon_threadsafe([l] { l->stop(); });
+      }
+    }
+  }
+  for (auto& t : threads) t.join();
+  for (auto& slot : slots) {
+    if (slot.error) std::rethrow_exception(slot.error);
+  }
+}
+
+}  // namespace pysock

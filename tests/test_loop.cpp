@@ -1,0 +1,642 @@
+// SPDX-License-Identifier: MIT
+//
+// pysock/loop.hpp: callbacks, timers, cross-thread calls, descriptor
+// callbacks, signals, and the coroutine socket operations on real loopback
+// sockets. The socket suite is parameterised over the backends; the io_uring
+// instance skips (with the reason) where the loop fell back to epoll.
+#include <pysock/loop.hpp>
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using pysock::task;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+// Every test body is bounded: a hang fails fast instead of at ctest's 60 s.
+template <class T>
+T run_bounded(pysock::event_loop& loop, task<T> body, std::chrono::seconds limit = 20s) {
+  return loop.run_until_complete(pysock::wait_for(std::move(body), limit));
+}
+
+std::pair<pysock::socket, pysock::socket> nonblocking_pair() {
+  auto ab_pair = pysock::socketpair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  a.setblocking(false);
+  b.setblocking(false);
+  return {std::move(a), std::move(b)};
+}
+
+// Descriptors the kernel's epoll instance watches, from /proc/self/fdinfo.
+std::vector<int> watched_descriptors(int epfd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(epfd));
+  std::vector<int> fds;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("tfd:", 0) == 0) {
+      std::istringstream fields(line.substr(4));
+      int fd = -1;
+      fields >> fd;
+      fds.push_back(fd);
+    }
+  }
+  return fds;
+}
+
+bool contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+
+bool descriptor_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Callbacks and timers
+// ---------------------------------------------------------------------------
+
+TEST(loop, call_soon_runs_callbacks_in_fifo_order) {
+  pysock::event_loop loop;
+  std::vector<int> order;
+  for (int i = 0; i < 5; ++i) loop.call_soon([&order, i] { order.push_back(i); });
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
+}
+
+TEST(loop, timers_fire_in_deadline_order_and_never_early) {
+  pysock::event_loop loop;
+  const auto start = clock_type::now();
+  std::vector<std::pair<int, clock_type::duration>> fired;
+  for (int ms : {40, 10, 30, 20, 20}) {
+    loop.call_later(std::chrono::milliseconds(ms), [&fired, ms, start] { fired.emplace_back(ms, clock_type::now() - start); });
+  }
+  loop.call_later(60ms, [&] { loop.stop(); });
+  loop.run_forever();
+  ASSERT_EQ(fired.size(), 5u);
+  const std::vector<int> expected{10, 20, 20, 30, 40};
+  for (std::size_t i = 0; i < fired.size(); ++i) {
+    EXPECT_EQ(fired[i].first, expected[i]);
+    EXPECT_GE(fired[i].second, std::chrono::milliseconds(fired[i].first)) << "a timer fired early";
+    EXPECT_LT(fired[i].second, std::chrono::milliseconds(fired[i].first) + 2s) << "a timer fired far too late";
+  }
+}
+
+TEST(loop, cancelled_timer_never_fires_and_leaves_the_heap) {
+  pysock::event_loop loop;
+  bool fired = false;
+  auto h = loop.call_later(10ms, [&] { fired = true; });
+  EXPECT_FALSE(h.cancelled());
+  h.cancel();
+  EXPECT_TRUE(h.cancelled());
+  loop.call_later(30ms, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_FALSE(fired);
+}
+
+TEST(loop, call_at_uses_the_loop_clock_and_when_reports_it) {
+  pysock::event_loop loop;
+  const auto due = loop.time() + 15ms;
+  clock_type::time_point ran_at{};
+  auto h = loop.call_at(due, [&] {
+    ran_at = clock_type::now();
+    loop.stop();
+  });
+  EXPECT_EQ(h.when(), due);
+  loop.run_forever();
+  EXPECT_GE(ran_at, due);
+}
+
+TEST(loop, a_cancelled_call_soon_does_not_run) {
+  pysock::event_loop loop;
+  bool ran = false;
+  auto h = loop.call_soon([&] { ran = true; });
+  h.cancel();
+  loop.call_soon([&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_FALSE(ran);
+}
+
+TEST(loop, stop_before_run_forever_runs_one_iteration) {
+  pysock::event_loop loop;
+  int runs = 0;
+  loop.call_soon([&] { ++runs; });
+  loop.stop();
+  loop.run_forever();
+  EXPECT_EQ(runs, 1);
+  EXPECT_FALSE(loop.is_running());
+}
+
+TEST(loop, run_forever_while_running_is_an_error) {
+  pysock::event_loop loop;
+  bool threw = false;
+  loop.call_soon([&] {
+    try {
+      loop.run_forever();
+    } catch (const std::runtime_error&) {
+      threw = true;
+    }
+    loop.stop();
+  });
+  loop.run_forever();
+  EXPECT_TRUE(threw);
+}
+
+TEST(loop, get_running_loop_outside_a_loop_throws) {
+  EXPECT_THROW(pysock::get_running_loop(), std::runtime_error);
+}
+
+TEST(loop, call_soon_threadsafe_from_another_thread_wakes_the_loop) {
+  pysock::event_loop loop;
+  std::atomic<bool> from_other_thread{false};
+  std::thread::id ran_on;
+  std::thread other([&] {
+    std::this_thread::sleep_for(30ms);  // the loop is asleep in epoll_wait by now
+    loop.call_soon_threadsafe([&] {
+      ran_on = std::this_thread::get_id();
+      from_other_thread = true;
+      loop.stop();
+    });
+  });
+  // The guard only matters if the wake-up is lost: then the test fails.
+  auto guard = loop.call_later(10s, [&] { loop.stop(); });
+  const auto start = clock_type::now();
+  loop.run_forever();
+  other.join();
+  EXPECT_TRUE(from_other_thread);
+  EXPECT_EQ(ran_on, std::this_thread::get_id()) << "the callback must run on the loop's thread";
+  EXPECT_LT(clock_type::now() - start, 5s);
+}
+
+TEST(loop, many_threadsafe_calls_from_several_threads_all_run) {
+  pysock::event_loop loop;
+  constexpr int kThreads = 4;
+  constexpr int kCalls = 2000;
+  int count = 0;  // touched on the loop thread only
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < kCalls; ++i) loop.call_soon_threadsafe([&] {
+          if (++count == kThreads * kCalls) loop.stop();
+        });
+    });
+  }
+  auto guard = loop.call_later(20s, [&] { loop.stop(); });
+  loop.run_forever();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(count, kThreads * kCalls);
+}
+
+// ---------------------------------------------------------------------------
+// Descriptor callbacks
+// ---------------------------------------------------------------------------
+
+TEST(loop, add_reader_calls_back_while_readable_and_remove_reader_stops_it) {
+  pysock::event_loop loop;
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  std::string got;
+  loop.add_reader(a.fileno(), [&] {
+    char buf[16];
+    const auto n = ::recv(a.fileno(), buf, sizeof buf, 0);
+    if (n > 0) got.append(buf, static_cast<std::size_t>(n));
+    if (got == "ping") {
+      EXPECT_TRUE(loop.remove_reader(a.fileno()));
+      loop.stop();
+    }
+  });
+  EXPECT_EQ(loop.active_descriptor_count(), 1u);
+  loop.call_later(5ms, [&] { b.send("pi"); });
+  loop.call_later(10ms, [&] { b.send("ng"); });
+  auto guard = loop.call_later(10s, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(got, "ping");
+  EXPECT_EQ(loop.active_descriptor_count(), 0u);
+  EXPECT_FALSE(contains(watched_descriptors(loop.backend_fileno()), a.fileno()));
+  EXPECT_FALSE(loop.remove_reader(a.fileno())) << "nothing left to remove";
+}
+
+TEST(loop, add_writer_fires_for_a_writable_socket) {
+  pysock::event_loop loop;
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  // ab_pair.second stays open so the socket has a peer.
+  int calls = 0;
+  loop.add_writer(a.fileno(), [&] {
+    ++calls;
+    loop.remove_writer(a.fileno());
+    loop.stop();
+  });
+  auto guard = loop.call_later(10s, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(calls, 1);
+}
+
+TEST(loop, add_reader_on_a_regular_file_is_refused_by_epoll) {
+  pysock::event_loop loop;
+  const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  EXPECT_THROW(loop.add_reader(fd, [] {}), pysock::permission_error);
+  ::close(fd);
+  EXPECT_EQ(loop.active_descriptor_count(), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+TEST(loop, sigint_handler_stops_the_loop_cleanly) {
+  pysock::event_loop loop;
+  int handled = 0;
+  loop.add_signal_handler(SIGINT, [&] {
+    ++handled;
+    loop.stop();
+  });
+  loop.call_later(10ms, [] { ::kill(::getpid(), SIGINT); });
+  auto guard = loop.call_later(10s, [&] { loop.stop(); });
+  loop.run_forever();
+  EXPECT_EQ(handled, 1);
+  EXPECT_TRUE(loop.remove_signal_handler(SIGINT));
+  EXPECT_FALSE(loop.remove_signal_handler(SIGINT));
+  sigset_t now;
+  ::pthread_sigmask(SIG_BLOCK, nullptr, &now);
+  EXPECT_FALSE(sigismember(&now, SIGINT)) << "removing the handler must unblock the signal again";
+}
+
+TEST(loop, signal_handler_rejects_uncatchable_signals) {
+  pysock::event_loop loop;
+  EXPECT_THROW(loop.add_signal_handler(SIGKILL, [] {}), std::invalid_argument);
+  EXPECT_THROW(loop.add_signal_handler(0, [] {}), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------------------
+// Backend selection
+// ---------------------------------------------------------------------------
+
+TEST(loop_backend, epoll_is_the_default) {
+  ::unsetenv("PYSOCK_LOOP");
+  pysock::event_loop loop;
+  EXPECT_EQ(loop.backend(), pysock::loop_backend::epoll);
+  EXPECT_STREQ(pysock::to_string(loop.backend()), "epoll");
+}
+
+TEST(loop_backend, an_unavailable_io_uring_falls_back_to_epoll_with_one_log_line) {
+  ::setenv("PYSOCK_LOOP", "io_uring", 1);
+  testing::internal::CaptureStderr();
+  pysock::event_loop first;
+  pysock::event_loop second(pysock::loop_options{pysock::loop_backend::io_uring});
+  const std::string log = testing::internal::GetCapturedStderr();
+  ::unsetenv("PYSOCK_LOOP");
+  if (first.backend() == pysock::loop_backend::io_uring) GTEST_SKIP() << "io_uring is available and built here";
+  EXPECT_EQ(first.backend(), pysock::loop_backend::epoll);
+  EXPECT_EQ(second.backend(), pysock::loop_backend::epoll);
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << "exactly one line for any number of loops: " << log;
+  EXPECT_NE(log.find("io_uring"), std::string::npos) << log;
+}
+
+TEST(loop_backend, an_unknown_pysock_loop_value_still_gives_a_working_loop) {
+  ::setenv("PYSOCK_LOOP", "kqueue", 1);
+  testing::internal::CaptureStderr();
+  pysock::event_loop loop;
+  const std::string log = testing::internal::GetCapturedStderr();
+  ::unsetenv("PYSOCK_LOOP");
+  EXPECT_EQ(loop.backend(), pysock::loop_backend::epoll);
+  EXPECT_NE(log.find("PYSOCK_LOOP=kqueue"), std::string::npos) << log;
+}
+
+// ---------------------------------------------------------------------------
+// Socket operations, on every backend
+// ---------------------------------------------------------------------------
+
+class loop_io : public testing::TestWithParam<pysock::loop_backend> {
+ protected:
+  void SetUp() override {
+    testing::internal::CaptureStderr();  // the fallback line, if any
+    loop_ = std::make_unique<pysock::event_loop>(pysock::loop_options{GetParam()});
+    testing::internal::GetCapturedStderr();
+    if (loop_->backend() != GetParam())
+      GTEST_SKIP() << "the " << pysock::to_string(GetParam()) << " backend is not available in this build; the loop fell back to "
+                   << pysock::to_string(loop_->backend()) << " (covered by the epoll instance)";
+  }
+  pysock::event_loop& loop() { return *loop_; }
+  std::unique_ptr<pysock::event_loop> loop_;
+};
+
+INSTANTIATE_TEST_SUITE_P(backends, loop_io,
+                         testing::Values(pysock::loop_backend::epoll, pysock::loop_backend::io_uring),
+                         [](const testing::TestParamInfo<pysock::loop_backend>& param_info) {
+                           return std::string(pysock::to_string(param_info.param));
+                         });
+
+TEST_P(loop_io, sock_sendall_and_sock_recv_into_move_a_megabyte_both_ways_waiting_for_space) {
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  const std::string payload = [] {
+    std::string s(1 << 20, '\0');
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>('a' + i % 23);
+    return s;
+  }();
+  auto& l = loop();
+  auto sender = [&]() -> task<void> {
+    co_await l.sock_sendall(a, payload);  // far more than the socket buffer: must wait
+    a.shutdown(SHUT_WR);
+  };
+  auto receiver = [&]() -> task<std::string> {
+    std::string got;
+    std::vector<char> buf(4096);
+    for (;;) {
+      const std::size_t n = co_await l.sock_recv_into(b, buf);
+      if (n == 0) break;
+      got.append(buf.data(), n);
+    }
+    co_return got;
+  };
+  auto body = [&]() -> task<std::string> {
+    auto [sent, got] = co_await pysock::gather(sender(), receiver());
+    (void)sent;
+    co_return got;
+  };
+  const std::string got = run_bounded(l, body());
+  EXPECT_EQ(got.size(), payload.size());
+  EXPECT_TRUE(got == payload) << "the bytes arrived altered";
+  EXPECT_EQ(l.active_descriptor_count(), 0u);
+}
+
+TEST_P(loop_io, sock_recv_returns_bytes_and_empty_at_eof) {
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  auto& l = loop();
+  auto body = [&]() -> task<void> {
+    l.call_later(5ms, [&] {
+      a.send("hello");
+      a.shutdown(SHUT_WR);
+    });
+    EXPECT_EQ(co_await l.sock_recv(b, 100), "hello");
+    EXPECT_EQ(co_await l.sock_recv(b, 100), "");
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, cancelling_a_task_blocked_in_sock_recv_frees_its_registration_and_closes_nothing) {
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  auto& l = loop();
+  auto body = [&]() -> task<void> {
+    auto reader = l.create_task([](pysock::event_loop& lp, pysock::socket& s) -> task<pysock::bytes> {
+      co_return co_await lp.sock_recv(s, 100);
+    }(l, b));
+    co_await pysock::sleep(5ms);  // it is waiting in epoll now
+    EXPECT_EQ(l.active_descriptor_count(), 1u);
+    EXPECT_TRUE(contains(watched_descriptors(l.backend_fileno()), b.fileno()));
+    EXPECT_TRUE(reader.cancel());
+    EXPECT_THROW(co_await reader, pysock::cancelled_error);
+    EXPECT_EQ(l.active_descriptor_count(), 0u);
+    EXPECT_FALSE(contains(watched_descriptors(l.backend_fileno()), b.fileno()))
+        << "the kernel still watches the descriptor of a cancelled wait";
+    EXPECT_TRUE(descriptor_open(b.fileno())) << "cancellation closed a socket it does not own";
+    EXPECT_FALSE(b.closed());
+    // The socket is as good as before: a new wait gets the data.
+    l.call_later(2ms, [&] { a.send("after"); });
+    EXPECT_EQ(co_await l.sock_recv(b, 100), "after");
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, peer_reset_surfaces_as_connection_reset_error_in_the_coroutine) {
+  auto& l = loop();
+  pysock::socket listener = pysock::create_server({"127.0.0.1", 0});
+  listener.setblocking(false);
+  const int port = listener.getsockname().port();
+  auto body = [&]() -> task<void> {
+    pysock::socket client(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
+    co_await l.sock_connect(client, {"127.0.0.1", port});
+    auto [conn, peer] = co_await l.sock_accept(listener);
+    EXPECT_EQ(peer.port(), client.getsockname().port());
+    // SO_LINGER 0 makes close() send RST instead of FIN.
+    l.call_later(5ms, [&client] {
+      client.setsockopt(pysock::so_linger, std::optional<std::chrono::seconds>(0s));
+      client.close();
+    });
+    EXPECT_THROW(co_await l.sock_recv(conn, 100), pysock::connection_reset_error);
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, sock_connect_to_a_closed_port_raises_connection_refused_error) {
+  auto& l = loop();
+  int port = 0;
+  {
+    pysock::socket probe = pysock::create_server({"127.0.0.1", 0});
+    port = probe.getsockname().port();
+  }  // closed: nothing listens there now
+  auto body = [&]() -> task<void> {
+    pysock::socket client(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
+    try {
+      co_await l.sock_connect(client, {"127.0.0.1", port});
+      ADD_FAILURE() << "connect to a closed port succeeded";
+    } catch (const pysock::connection_refused_error& e) {
+      EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << e.what();
+    }
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, sock_connect_resolves_a_host_name_off_the_loop_thread) {
+  auto& l = loop();
+  pysock::socket listener = pysock::create_server({"127.0.0.1", 0});
+  listener.setblocking(false);
+  const int port = listener.getsockname().port();
+  auto body = [&]() -> task<void> {
+    pysock::socket client(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
+    // The loop keeps ticking while getaddrinfo runs elsewhere.
+    int ticks = 0;
+    auto ticker = l.call_soon([&] { ++ticks; });
+    co_await l.sock_connect(client, {"localhost", port});
+    auto [conn, peer] = co_await l.sock_accept(listener);
+    EXPECT_EQ(client.getpeername().port(), port);
+    EXPECT_GE(ticks, 1);
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, accept_and_connect_over_ipv6_loopback) {
+  auto& l = loop();
+  pysock::server_options v6;
+  v6.family = AF_INET6;
+  pysock::socket listener = [&] {
+    try {
+      return pysock::create_server({"::1", 0}, v6);
+    } catch (const pysock::os_error&) {
+      return pysock::socket::closed_socket();
+    }
+  }();
+  if (listener.closed()) GTEST_SKIP() << "no IPv6 loopback in this sandbox";
+  listener.setblocking(false);
+  const int port = listener.getsockname().port();
+  auto body = [&]() -> task<void> {
+    pysock::socket client(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK);
+    co_await l.sock_connect(client, {"::1", port});
+    auto [conn, peer] = co_await l.sock_accept(listener);
+    EXPECT_EQ(peer.family(), AF_INET6);
+    EXPECT_FALSE(conn.getblocking()) << "sock_accept must give a non-blocking socket";
+    co_await l.sock_sendall(client, "six");
+    EXPECT_EQ(co_await l.sock_recv(conn, 10), "six");
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, udp_sock_sendto_and_sock_recvfrom) {
+  auto& l = loop();
+  pysock::socket a(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK);
+  pysock::socket b(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK);
+  a.bind({"127.0.0.1", 0});
+  b.bind({"127.0.0.1", 0});
+  auto body = [&]() -> task<void> {
+    l.call_later(5ms, [&] { a.sendto("datagram", b.getsockname()); });
+    auto [data, from] = co_await l.sock_recvfrom(b, 100);
+    EXPECT_EQ(data, "datagram");
+    EXPECT_EQ(from, a.getsockname());
+    EXPECT_EQ(co_await l.sock_sendto(b, "reply", from), 5u);
+    char buf[16];
+    auto [n, from2] = co_await l.sock_recvfrom_into(a, pysock::mutable_buffer(buf, sizeof buf));
+    EXPECT_EQ(std::string(buf, n), "reply");
+    EXPECT_EQ(from2, b.getsockname());
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, a_descriptor_number_reused_after_close_is_waited_on_correctly) {
+  auto& l = loop();
+  auto body = [&]() -> task<void> {
+    int first_fd = -1;
+    {
+      auto ab_pair = nonblocking_pair();
+      auto& a = ab_pair.first;
+      auto& b = ab_pair.second;
+      first_fd = b.fileno();
+      l.call_later(2ms, [&a] { a.send("one"); });
+      EXPECT_EQ(co_await l.sock_recv(b, 10), "one");  // registered, fired
+    }  // both closed behind the loop's back
+    auto cd_pair = nonblocking_pair();
+    auto& c = cd_pair.first;
+    auto& d = cd_pair.second;
+    const int reused = (d.fileno() == first_fd || c.fileno() == first_fd) ? first_fd : -1;
+    pysock::socket& target = d.fileno() == first_fd ? d : c;
+    pysock::socket& other = d.fileno() == first_fd ? c : d;
+    EXPECT_EQ(reused, first_fd) << "the kernel did not reuse the number; the test proves less";
+    l.call_later(5ms, [&other] { other.send("two"); });
+    EXPECT_EQ(co_await l.sock_recv(target, 10), "two");
+  };
+  run_bounded(l, body(), 10s);
+}
+
+TEST_P(loop_io, a_blocking_socket_is_refused) {
+  auto ab_pair = pysock::socketpair();
+  auto& a = ab_pair.first;
+  // ab_pair.second: the peer, unused.
+  EXPECT_THROW((void)loop().sock_recv(a, 10), std::invalid_argument);
+}
+
+TEST_P(loop_io, two_coroutines_reading_one_socket_is_an_error) {
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  auto& l = loop();
+  auto body = [&]() -> task<void> {
+    auto first = l.create_task([](pysock::event_loop& lp, pysock::socket& s) -> task<pysock::bytes> {
+      co_return co_await lp.sock_recv(s, 10);
+    }(l, b));
+    co_await pysock::sleep(2ms);
+    EXPECT_THROW(co_await l.sock_recv(b, 10), std::runtime_error);
+    a.send("x");
+    EXPECT_EQ(co_await first, "x");
+  };
+  run_bounded(l, body());
+}
+
+TEST_P(loop_io, a_thousand_concurrent_clients_each_get_their_own_bytes_back) {
+  // 1,000 clients + 1,000 server sockets + the loop's own: raise the soft
+  // descriptor limit to the hard one if it is lower.
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_cur < 2100 && lim.rlim_max > lim.rlim_cur) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur < 2100) GTEST_SKIP() << "RLIMIT_NOFILE " << lim.rlim_cur << " is too low for 1,000 connections";
+  auto& l = loop();
+  pysock::server_options backlog;
+  backlog.backlog = 1024;
+  pysock::socket listener = pysock::create_server({"127.0.0.1", 0}, backlog);
+  listener.setblocking(false);
+  const int port = listener.getsockname().port();
+  constexpr int kClients = 1000;
+
+  auto echo = [](pysock::event_loop& lp, pysock::socket conn) -> task<void> {
+    std::array<char, 512> buf;
+    for (;;) {
+      const std::size_t n = co_await lp.sock_recv_into(conn, buf);
+      if (n == 0) co_return;
+      co_await lp.sock_sendall(conn, pysock::const_buffer(buf.data(), n));
+    }
+  };
+  auto serve = [&](int count) -> task<void> {
+    std::vector<pysock::task_handle<void>> handlers;
+    for (int i = 0; i < count; ++i) {
+      auto [conn, peer] = co_await l.sock_accept(listener);
+      handlers.push_back(l.create_task(echo(l, std::move(conn))));
+    }
+    for (auto& h : handlers) co_await h;
+  };
+  auto client = [&](int id) -> task<bool> {
+    pysock::socket s(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
+    co_await l.sock_connect(s, {"127.0.0.1", port});
+    const std::string message = "client " + std::to_string(id) + " says " + std::string(static_cast<std::size_t>(id % 97), '*');
+    co_await l.sock_sendall(s, message);
+    s.shutdown(SHUT_WR);
+    std::string got;
+    for (;;) {
+      pysock::bytes chunk = co_await l.sock_recv(s, 256);
+      if (chunk.empty()) break;
+      got += chunk;
+    }
+    co_return got == message;
+  };
+  auto body = [&]() -> task<void> {
+    std::vector<task<bool>> clients;
+    for (int i = 0; i < kClients; ++i) clients.push_back(client(i));
+    auto server_task = l.create_task(serve(kClients));
+    const std::vector<bool> ok = co_await pysock::gather(std::move(clients));
+    co_await server_task;
+    EXPECT_EQ(std::count(ok.begin(), ok.end(), true), kClients) << "some clients got wrong bytes back";
+  };
+  run_bounded(l, body(), 50s);
+  EXPECT_EQ(l.active_descriptor_count(), 0u);
+}
+
+TEST_P(loop_io, run_in_thread_returns_the_value_and_rethrows_exceptions) {
+  auto& l = loop();
+  auto body = [&]() -> task<void> {
+    const auto loop_thread = std::this_thread::get_id();
+    const auto worker = co_await l.run_in_thread([] { return std::this_thread::get_id(); });
+    EXPECT_NE(worker, loop_thread);
+    EXPECT_THROW(co_await l.run_in_thread([]() -> int { throw std::domain_error("in thread"); }), std::domain_error);
+  };
+  run_bounded(l, body());
+}
