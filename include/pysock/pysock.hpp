@@ -12,3 +12,5 @@
 #include "pysock/socket.hpp"
 #include "pysock/streams.hpp"
 #include "pysock/task.hpp"
+#include "pysock/select.hpp"
+#include "pysock/selectors.hpp"

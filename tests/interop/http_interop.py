@@ -560,9 +560,13 @@ def case_netcat_udp_and_unix(binary, _curl=None):
             s.settimeout(TIMEOUT)
             s.connect(path)
             s.sendall(b"over unix\n")
-            s.shutdown(socket.SHUT_WR)
-            out, _ = listen.communicate(input=b"back\n", timeout=TIMEOUT)
+            # The answer first: the listener ends as soon as this side closes
+            # (as nc does), so shutting down before it relayed stdin would race.
+            listen.stdin.write(b"back\n")
+            listen.stdin.flush()
             expect(s.recv(100) == b"back\n", "unix reply")
+            s.shutdown(socket.SHUT_WR)
+            out, _ = listen.communicate(timeout=TIMEOUT)
         expect(out == b"over unix\n" and listen.returncode == 0, (out, listen.returncode))
         expect(not os.path.exists(path), "the socket file was not removed")
     finally:

@@ -33,14 +33,14 @@ bool parse_u64(std::string_view s, std::uint64_t& value) noexcept {
 }  // namespace
 
 std::string make_etag(std::uint64_t size, std::int64_t mtime_ns) {
-  char buffer[48];
-  char* p = buffer;
-  *p++ = '"';
-  p = std::to_chars(p, buffer + sizeof buffer, size, 16).ptr;
-  *p++ = '-';
-  p = std::to_chars(p, buffer + sizeof buffer, static_cast<std::uint64_t>(mtime_ns), 16).ptr;
-  *p++ = '"';
-  return std::string(buffer, p);
+  // "<size hex>-<mtime ns hex>": changes whenever the file is rewritten.
+  char digits[16];  // a 64-bit value in hex
+  std::string etag(1, '"');
+  etag.append(digits, std::to_chars(digits, digits + sizeof digits, size, 16).ptr);
+  etag += '-';
+  etag.append(digits, std::to_chars(digits, digits + sizeof digits, static_cast<std::uint64_t>(mtime_ns), 16).ptr);
+  etag += '"';
+  return etag;
 }
 
 std::string make_etag(const struct ::stat& st) {
