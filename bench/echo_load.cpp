@@ -26,6 +26,7 @@
 #include <iostream>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "pysock/pysock.hpp"
@@ -39,6 +40,7 @@ struct options {
   std::size_t size = 64;
   long messages = -1;      // per connection; -1: until --duration
   double duration = 0.0;   // seconds; 0: until --messages
+  double hold = 0.0;       // seconds to keep every connection open after the report
 };
 
 struct conn {
@@ -58,7 +60,7 @@ void fill_message(std::string& out, std::size_t conn_index, long message) {
 
 [[noreturn]] void usage() {
   std::cerr << "usage: echo_load --port P [--host H] [--connections C] [--size S]"
-               " [--messages M] [--duration SECONDS]\n";
+               " [--messages M] [--duration SECONDS] [--hold SECONDS]\n";
   std::exit(2);
 }
 
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
     else if (a == "--size") opt.size = static_cast<std::size_t>(std::atol(v));
     else if (a == "--messages") opt.messages = std::atol(v);
     else if (a == "--duration") opt.duration = std::atof(v);
+    else if (a == "--hold") opt.hold = std::atof(v);
     else usage();
   }
   if (opt.port <= 0 || opt.connections <= 0 || opt.size == 0 ||
@@ -186,6 +189,10 @@ int main(int argc, char** argv) {
   std::cout << "messages=" << total << " seconds=" << seconds
             << " rate=" << static_cast<double>(total) / seconds << " errors=" << errors
             << std::endl;
+  // --hold: the connections stay open (idle) this long after the report, so
+  // a benchmark can measure the server's memory with them connected.
+  if (opt.hold > 0)
+    std::this_thread::sleep_for(std::chrono::duration<double>(opt.hold));
   if (errors) return 1;
   if (opt.messages >= 0 && total != opt.messages * opt.connections) return 1;
   return 0;
