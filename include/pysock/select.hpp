@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 //
-// pysock/select.hpp — Python's `select` module: select(), poll objects and (on
-// Linux) epoll objects.
+// pysock/select.hpp — Python's `select` module: select(), poll objects, and
+// epoll objects (Linux), kqueue/kevent (BSD, macOS) or devpoll (Solaris).
 //
 //   import select                              #include <pysock/select.hpp>
 //   r, w, x = select.select([s, 5], [], [], 1) auto [r, w, x] = pysock::select({&s, 5}, {}, {}, 1s);
@@ -36,8 +36,11 @@
 // poll/epoll), so a wait never ends early. Every wait retries on EINTR with
 // the time remaining (PEP 475) and returns "nothing ready" once that is gone.
 //
-// kqueue/kevent (BSD, macOS) and devpoll (Solaris) do not exist on Linux and
-// are not declared here; see docs/readiness.md for where a port plugs in.
+// kqueue/kevent (BSD, macOS) and devpoll (Solaris) are declared only on those
+// systems (below, under their own #if blocks; implemented in
+// src/kqueue_bsd.cpp and src/devpoll_solaris.cpp). They were written against
+// the man pages and CPython's Modules/selectmodule.c, and are compiled and
+// tested only on those platforms, not in this project's Linux CI.
 #pragma once
 
 #include <limits.h>
@@ -45,6 +48,18 @@
 #include <sys/select.h>
 #if defined(__linux__)
 #include <sys/epoll.h>
+#endif
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
+    defined(__DragonFly__)
+#include <sys/types.h>
+#include <sys/event.h>
+#include <sys/time.h>
+
+#include <compare>
+#include <initializer_list>
+#endif
+#if defined(__sun)
+#include <sys/devpoll.h>
 #endif
 
 #include <atomic>
@@ -409,5 +424,259 @@ class epoll {
 };
 
 #endif  // __linux__
+
+// ---------------------------------------------------------------------------
+// kqueue / kevent (BSD, macOS)
+// ---------------------------------------------------------------------------
+// NOT COMPILED in this project's Linux CI: written against kqueue(2)/kevent(2)
+// (FreeBSD, macOS, OpenBSD, NetBSD, DragonFly) and CPython's selectmodule.c.
+// Field types are taken from the system's struct kevent with decltype, so
+// they are exact on every one of those systems (e.g. filter is int16_t on
+// macOS but uint32_t on NetBSD; data is intptr_t on macOS, int64_t on FreeBSD
+// 12+; udata is void* except intptr_t on NetBSD before 10).
+//
+// Python's constants are the system's macros: KQ_FILTER_READ → EVFILT_READ,
+// KQ_FILTER_WRITE → EVFILT_WRITE, KQ_FILTER_* → EVFILT_*, KQ_EV_ADD → EV_ADD,
+// KQ_EV_* → EV_* (DELETE, ENABLE, DISABLE, ONESHOT, CLEAR, EOF, ERROR, ...),
+// KQ_NOTE_* → NOTE_*.
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
+    defined(__DragonFly__)
+
+namespace detail {
+/// The system's struct kevent (the function of the same name hides the tag).
+using kevent_raw = struct ::kevent;
+}  // namespace detail
+
+/// Python's `select.kevent(ident, filter=KQ_FILTER_READ, flags=KQ_EV_ADD,
+/// fflags=0, data=0, udata=0)`: one change or one event, with the fields of
+/// struct kevent under their own names. Compares as Python's does: by
+/// (ident, filter, flags, fflags, data, udata), udata as an integer.
+struct kevent {
+  using ident_type = decltype(detail::kevent_raw::ident);    // uintptr_t
+  using filter_type = decltype(detail::kevent_raw::filter);  // short / int16_t (NetBSD: uint32_t)
+  using flags_type = decltype(detail::kevent_raw::flags);    // u_short (NetBSD: uint32_t)
+  using fflags_type = decltype(detail::kevent_raw::fflags);  // u_int
+  using data_type = decltype(detail::kevent_raw::data);      // intptr_t / int64_t
+  using udata_type = decltype(detail::kevent_raw::udata);    // void* (old NetBSD: intptr_t)
+
+  ident_type ident = 0;
+  filter_type filter = static_cast<filter_type>(EVFILT_READ);
+  flags_type flags = static_cast<flags_type>(EV_ADD);
+  fflags_type fflags = 0;
+  data_type data = 0;
+  udata_type udata{};
+
+  kevent() = default;
+
+  /// `ident` is an integer (a descriptor, a pid, a signal number, a timer
+  /// id: used as is; negative → std::out_of_range, Python's OverflowError) or
+  /// an object with fileno() (a socket: its descriptor; negative →
+  /// std::invalid_argument).
+  template <fileno_source T>
+  explicit kevent(const T& id, filter_type filt = static_cast<filter_type>(EVFILT_READ),
+                  flags_type fl = static_cast<flags_type>(EV_ADD), fflags_type ffl = 0,
+                  data_type dat = 0, udata_type ud = udata_type{})
+      : ident(ident_of(id)), filter(filt), flags(fl), fflags(ffl), data(dat), udata(ud) {}
+
+  /// From / to the system's struct (other fields, such as FreeBSD's ext[],
+  /// are zero).
+  static kevent from_raw(const detail::kevent_raw& r) noexcept {
+    kevent k;
+    k.ident = r.ident;
+    k.filter = r.filter;
+    k.flags = r.flags;
+    k.fflags = r.fflags;
+    k.data = r.data;
+    k.udata = r.udata;
+    return k;
+  }
+  detail::kevent_raw raw() const noexcept {
+    detail::kevent_raw r{};
+    r.ident = ident;
+    r.filter = filter;
+    r.flags = flags;
+    r.fflags = fflags;
+    r.data = data;
+    r.udata = udata;
+    return r;
+  }
+
+  friend bool operator==(const kevent& a, const kevent& b) noexcept {
+    return a.ident == b.ident && a.filter == b.filter && a.flags == b.flags &&
+           a.fflags == b.fflags && a.data == b.data && udata_bits(a.udata) == udata_bits(b.udata);
+  }
+  friend std::strong_ordering operator<=>(const kevent& a, const kevent& b) noexcept {
+    if (auto c = a.ident <=> b.ident; c != 0) return c;
+    if (auto c = a.filter <=> b.filter; c != 0) return c;
+    if (auto c = a.flags <=> b.flags; c != 0) return c;
+    if (auto c = a.fflags <=> b.fflags; c != 0) return c;
+    if (auto c = a.data <=> b.data; c != 0) return c;
+    return udata_bits(a.udata) <=> udata_bits(b.udata);
+  }
+
+ private:
+  // A template so that the branch not taken is discarded (udata is a
+  // pointer on most systems, an integer on NetBSD before 10).
+  template <class U>
+  static std::uintptr_t udata_bits(U u) noexcept {
+    if constexpr (std::is_pointer_v<U>) {
+      return reinterpret_cast<std::uintptr_t>(u);
+    } else {
+      return static_cast<std::uintptr_t>(u);
+    }
+  }
+  template <fileno_source T>
+  static ident_type ident_of(const T& id) {
+    if constexpr (std::integral<T>) {
+      if constexpr (std::is_signed_v<T>) {
+        if (id < 0) throw std::out_of_range("kevent ident must not be negative");
+      }
+      return static_cast<ident_type>(id);
+    } else {
+      const int fd = fileno_of(id);
+      if (fd < 0)
+        throw std::invalid_argument("file descriptor cannot be a negative integer (" +
+                                    std::to_string(fd) + ")");
+      return static_cast<ident_type>(fd);
+    }
+  }
+};
+
+/// Python's `select.kqueue` object: owns a kqueue descriptor, made
+/// close-on-exec (PEP 446). Move-only; a moved-from or closed object throws
+/// std::invalid_argument("I/O operation on closed kqueue object") from every
+/// call except close() and closed().
+///
+/// Not done: CPython 3.13 invalidates kqueue objects in a forked child (the
+/// kernel does not inherit kqueues); here a child must simply not use it.
+class kqueue {
+ public:
+  /// kqueue(2), then FD_CLOEXEC. @throws os_error.
+  kqueue();
+  /// Python's kqueue.fromfd(fd): *adopts* `fd` (no dup).
+  static kqueue fromfd(int fd);
+
+  kqueue(kqueue&& other) noexcept;
+  kqueue& operator=(kqueue&& other) noexcept;
+  kqueue(const kqueue&) = delete;
+  kqueue& operator=(const kqueue&) = delete;
+  ~kqueue() { close(); }
+
+  /// Closes the descriptor; idempotent, never throws (not retried on EINTR).
+  void close() noexcept;
+  bool closed() const noexcept { return fd_ < 0; }
+  int fileno() const;
+
+  /// Python's kq.control(changelist, maxevents, timeout=None): applies the
+  /// changes, then waits at most `timeout` (std::nullopt: forever) for up to
+  /// `maxevents` events (0: only apply the changes) and returns them. A
+  /// change that fails comes back as an event with EV_ERROR and the errno in
+  /// `data` when there is room, else as os_error.
+  /// @throws std::invalid_argument maxevents < 0 ("Length of eventlist must
+  ///   be 0 or positive, got N"), a negative timeout ("timeout must be
+  ///   positive or None"), a closed object.
+  std::vector<kevent> control(std::span<const kevent> changelist, int maxevents,
+                              wait_timeout timeout = std::nullopt);
+  std::vector<kevent> control(std::initializer_list<kevent> changelist, int maxevents,
+                              wait_timeout timeout = std::nullopt) {
+    return control(std::span<const kevent>(changelist.begin(), changelist.size()), maxevents,
+                   timeout);
+  }
+  template <class Rep, class Period>
+  std::vector<kevent> control(std::span<const kevent> changelist, int maxevents,
+                              std::chrono::duration<Rep, Period> timeout) {
+    return control(changelist, maxevents, detail::to_wait_timeout(timeout));
+  }
+  template <class Rep, class Period>
+  std::vector<kevent> control(std::initializer_list<kevent> changelist, int maxevents,
+                              std::chrono::duration<Rep, Period> timeout) {
+    return control(changelist, maxevents, detail::to_wait_timeout(timeout));
+  }
+  /// The allocation-free form on the system's structs: the kernel reads
+  /// `changes` and writes up to events.size() events into `events`; returns
+  /// their count. Same rules and errors as above.
+  std::size_t control(std::span<const detail::kevent_raw> changes,
+                      std::span<detail::kevent_raw> events, wait_timeout timeout = std::nullopt);
+
+ private:
+  struct adopt_tag {};
+  kqueue(adopt_tag, int fd) noexcept : fd_(fd) {}
+  int checked_fd() const;
+
+  int fd_ = -1;
+};
+
+#endif  // kqueue platforms
+
+// ---------------------------------------------------------------------------
+// devpoll (Solaris, illumos)
+// ---------------------------------------------------------------------------
+// NOT COMPILED in this project's Linux CI: written against poll(7d) and
+// CPython's selectmodule.c.
+#if defined(__sun)
+
+/// Python's `select.devpoll` object: the poll API over /dev/poll (opened
+/// close-on-exec). Registrations are *buffered* and written to /dev/poll in
+/// one write(2) at the next poll() (or when the buffer is full), so a bad
+/// descriptor shows up then, not at register_(). The buffer, shared with
+/// poll()'s results as in CPython, holds RLIMIT_NOFILE entries as read at
+/// creation (capped at 1 << 20 here, where CPython takes any value).
+/// Move-only; a closed object throws std::invalid_argument("I/O operation on
+/// closed devpoll object").
+class devpoll {
+ public:
+  /// getrlimit(RLIMIT_NOFILE), open("/dev/poll", O_RDWR | O_CLOEXEC).
+  devpoll();
+  devpoll(devpoll&& other) noexcept;
+  devpoll& operator=(devpoll&& other) noexcept;
+  devpoll(const devpoll&) = delete;
+  devpoll& operator=(const devpoll&) = delete;
+  ~devpoll() { close(); }
+
+  void close() noexcept;
+  bool closed() const noexcept { return fd_ < 0; }
+  int fileno() const;
+
+  /// Watches `fd` for `eventmask` (queued, no system call). Registering an
+  /// fd twice is not an error, but /dev/poll ORs the masks (Python documents
+  /// the result as undefined); use modify() to replace a mask.
+  /// @throws std::invalid_argument negative fd; std::out_of_range a mask
+  ///   wider than 16 bits.
+  void register_(selectable fd, unsigned eventmask = POLLIN | POLLPRI | POLLOUT);
+  /// Replaces the mask: POLLREMOVE, then the new mask (no ENOENT check: an
+  /// unknown fd is simply registered, as in Python).
+  void modify(selectable fd, unsigned eventmask = POLLIN | POLLPRI | POLLOUT);
+  /// Queues a POLLREMOVE for `fd` (no error for an unknown fd).
+  void unregister(selectable fd);
+
+  /// Flushes the queued changes and waits (DP_POLL) at most `timeout`
+  /// (std::nullopt or -1 ms: forever; rounded up to ms) for up to as many
+  /// events as the buffer holds.
+  /// @throws std::out_of_range a timeout below -1 ms ("timeout is out of
+  ///   range", Python's OverflowError: devpoll, unlike poll, does not take
+  ///   every negative value as "block"); std::runtime_error("concurrent
+  ///   poll() invocation"); os_error (a bad descriptor queued earlier).
+  std::vector<ready_event> poll(wait_timeout timeout = std::nullopt);
+  /// Python's unit: milliseconds; -1 blocks.
+  std::vector<ready_event> poll(int timeout_ms);
+  template <class Rep, class Period>
+  std::vector<ready_event> poll(std::chrono::duration<Rep, Period> timeout) {
+    return poll(detail::to_wait_timeout(timeout));
+  }
+  /// The allocation-free wait: the ready entries (fd, revents) in the
+  /// object's own buffer, valid until the next call on this object.
+  std::span<const pollfd> wait(wait_timeout timeout = std::nullopt);
+
+ private:
+  void append(int fd, short events);
+  void flush();
+
+  int fd_ = -1;
+  std::vector<pollfd> fds_;  // queued changes, then DP_POLL's results
+  std::size_t n_fds_ = 0;    // queued changes in fds_
+  std::atomic<bool> polling_{false};
+};
+
+#endif  // __sun
 
 }  // namespace pysock

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 //
 // pysock/selectors.hpp — Python's `selectors` module: high-level I/O
-// multiplexing over select(), poll() and epoll.
+// multiplexing over select(), poll(), epoll (Linux), kqueue (BSD, macOS) and
+// /dev/poll (Solaris).
 //
 //   import selectors                        #include <pysock/selectors.hpp>
 //   sel = selectors.DefaultSelector()       pysock::default_selector<conn*> sel;
@@ -569,17 +570,226 @@ class epoll_selector : public basic_selector<epoll_selector<Data>, Data> {
   std::vector<epoll_event> buffer_;
 };
 
+#endif  // __linux__
+
+// ---------------------------------------------------------------------------
+// kqueue_selector (BSD, macOS)
+// ---------------------------------------------------------------------------
+// NOT COMPILED in this project's Linux CI (see select.hpp): written after
+// Python's KqueueSelector and kevent(2).
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
+    defined(__DragonFly__)
+
+/// Python's KqueueSelector: one EVFILT_READ and/or one EVFILT_WRITE filter
+/// per key, level-triggered. Read and write readiness arrive as *separate*
+/// kernel events, so one key can appear twice in one select() result (once
+/// with EVENT_READ, once with EVENT_WRITE), as in Python. The event buffer has
+/// room for every registered filter (Python's `max_events`, at least 1 so that
+/// the timeout is honoured, bpo-29255), grown at register time only.
+///
+/// Differences from Python, on purpose: modify() adds or deletes only the
+/// filters that change (Python deletes all, then adds all), and a failed
+/// register/modify also deletes the filters it had added, so the kernel holds
+/// nothing for a key that is gone.
+template <class Data = std::any>
+class kqueue_selector : public basic_selector<kqueue_selector<Data>, Data> {
+  using base = basic_selector<kqueue_selector<Data>, Data>;
+  friend base;
+
+ public:
+  kqueue_selector() : buffer_(1) {}
+  ~kqueue_selector() { this->close(); }
+
+  /// The kqueue descriptor (Python's selector.fileno()).
+  int fileno() const {
+    if (this->closed()) detail::throw_selector_closed();
+    return kqueue_.fileno();
+  }
+
+ private:
+  using raw_event = detail::kevent_raw;
+
+  // Python's kq.control([kevent(fd, filter, flags)], 0, 0).
+  void apply(int fd, int filter, int flags) {
+    raw_event change{};
+    change.ident = static_cast<decltype(change.ident)>(fd);
+    change.filter = static_cast<decltype(change.filter)>(filter);
+    change.flags = static_cast<decltype(change.flags)>(flags);
+    kqueue_.control(std::span<const raw_event>(&change, 1), std::span<raw_event>(),
+                    wait_timeout(std::chrono::nanoseconds(0)));
+  }
+  void add_filter(int fd, int filter) {
+    apply(fd, filter, EV_ADD);
+    ++max_events_;
+  }
+  // Python swallows the OSError of a descriptor closed since registration
+  // (the kernel dropped its filters already).
+  void delete_filter(int fd, int filter) noexcept {
+    --max_events_;
+    try {
+      apply(fd, filter, EV_DELETE);
+    } catch (...) {
+    }
+  }
+  void delete_filters(int fd, unsigned held) noexcept {
+    if (held & EVENT_READ) delete_filter(fd, EVFILT_READ);
+    if (held & EVENT_WRITE) delete_filter(fd, EVFILT_WRITE);
+  }
+  void grow_buffer() {
+    if (buffer_.size() < max_events_) buffer_.resize(std::max(max_events_, buffer_.size() * 2));
+  }
+
+  void backend_check(int) const noexcept {}
+  void backend_register(typename base::node& n) {
+    const int fd = n.key.fd;
+    unsigned held = 0;
+    try {
+      if (n.key.events & EVENT_READ) {
+        add_filter(fd, EVFILT_READ);
+        held |= EVENT_READ;
+      }
+      if (n.key.events & EVENT_WRITE) {
+        add_filter(fd, EVFILT_WRITE);
+        held |= EVENT_WRITE;
+      }
+      grow_buffer();
+    } catch (...) {
+      delete_filters(fd, held);
+      throw;
+    }
+  }
+  void backend_unregister(typename base::node& n) { delete_filters(n.key.fd, n.key.events); }
+  void backend_modify(typename base::node& n, unsigned events) {
+    const int fd = n.key.fd;
+    unsigned held = n.key.events;
+    try {
+      if ((held & EVENT_READ) && !(events & EVENT_READ)) {
+        held &= ~EVENT_READ;
+        delete_filter(fd, EVFILT_READ);
+      }
+      if ((held & EVENT_WRITE) && !(events & EVENT_WRITE)) {
+        held &= ~EVENT_WRITE;
+        delete_filter(fd, EVFILT_WRITE);
+      }
+      if (!(held & EVENT_READ) && (events & EVENT_READ)) {
+        add_filter(fd, EVFILT_READ);
+        held |= EVENT_READ;
+      }
+      if (!(held & EVENT_WRITE) && (events & EVENT_WRITE)) {
+        add_filter(fd, EVFILT_WRITE);
+        held |= EVENT_WRITE;
+      }
+      grow_buffer();
+    } catch (...) {
+      // The base drops the key (bpo-30014); drop its remaining filters too.
+      delete_filters(fd, held);
+      throw;
+    }
+  }
+  void backend_select(wait_timeout timeout, std::vector<typename base::event_type>& out) {
+    const std::size_t room = std::max<std::size_t>(max_events_, 1);
+    const std::size_t n = kqueue_.control(std::span<const raw_event>(),
+                                          std::span<raw_event>(buffer_.data(), room), timeout);
+    for (std::size_t i = 0; i < n; ++i) {
+      const raw_event& e = buffer_[i];
+      if (e.ident > static_cast<std::uintptr_t>(INT_MAX)) continue;  // not one of ours
+      unsigned events = 0;
+      if (e.filter == EVFILT_READ) events |= EVENT_READ;
+      if (e.filter == EVFILT_WRITE) events |= EVENT_WRITE;
+      if (events != 0) this->push_event(out, static_cast<int>(e.ident), events);
+    }
+  }
+  void backend_close() noexcept {
+    kqueue_.close();
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+    max_events_ = 0;
+  }
+
+  kqueue kqueue_;
+  std::vector<raw_event> buffer_;
+  std::size_t max_events_ = 0;  // filters registered
+};
+
+#endif  // kqueue platforms
+
+// ---------------------------------------------------------------------------
+// devpoll_selector (Solaris, illumos)
+// ---------------------------------------------------------------------------
+// NOT COMPILED in this project's Linux CI (see select.hpp): written after
+// Python's DevpollSelector.
+#if defined(__sun)
+
+/// Python's DevpollSelector: /dev/poll through pysock::devpoll. Changes are
+/// queued and reach the kernel at the next select(), so a bad descriptor
+/// shows up there (os_error), not at register_(), as in Python.
+template <class Data = std::any>
+class devpoll_selector : public basic_selector<devpoll_selector<Data>, Data> {
+  using base = basic_selector<devpoll_selector<Data>, Data>;
+  friend base;
+
+ public:
+  devpoll_selector() = default;
+  ~devpoll_selector() { this->close(); }
+
+  /// The /dev/poll descriptor (Python's selector.fileno()).
+  int fileno() const {
+    if (this->closed()) detail::throw_selector_closed();
+    return devpoll_.fileno();
+  }
+
+ private:
+  static unsigned poll_events(unsigned events) noexcept {
+    unsigned mask = 0;
+    if (events & EVENT_READ) mask |= static_cast<unsigned>(POLLIN);
+    if (events & EVENT_WRITE) mask |= static_cast<unsigned>(POLLOUT);
+    return mask;
+  }
+  void backend_check(int) const noexcept {}
+  void backend_register(typename base::node& n) {
+    devpoll_.register_(n.key.fd, poll_events(n.key.events));
+  }
+  void backend_unregister(typename base::node& n) { devpoll_.unregister(n.key.fd); }
+  void backend_modify(typename base::node& n, unsigned events) {
+    devpoll_.modify(n.key.fd, poll_events(events));
+  }
+  void backend_select(wait_timeout timeout, std::vector<typename base::event_type>& out) {
+    for (const pollfd& p : devpoll_.wait(timeout)) {
+      const auto revents = static_cast<std::uint32_t>(static_cast<unsigned short>(p.revents));
+      this->push_event(out, p.fd,
+                       detail::events_from_poll(revents, static_cast<std::uint32_t>(POLLIN),
+                                                static_cast<std::uint32_t>(POLLOUT)));
+    }
+  }
+  void backend_close() noexcept { devpoll_.close(); }
+
+  devpoll devpoll_;
+};
+
+#endif  // __sun
+
+// ---------------------------------------------------------------------------
+// default_selector
+// ---------------------------------------------------------------------------
+
 /// Python's DefaultSelector: the most efficient selector of the platform,
-/// chosen at compile time (Python probes at import; on Linux both give epoll).
+/// chosen at compile time in Python's order — kqueue, epoll, devpoll, poll
+/// (select is never needed: every supported system has poll). Python probes
+/// at import; on Linux both give epoll.
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
+    defined(__DragonFly__)
+template <class Data = std::any>
+class default_selector : public kqueue_selector<Data> {};
+#elif defined(__linux__)
 template <class Data = std::any>
 class default_selector : public epoll_selector<Data> {};
-
+#elif defined(__sun)
+template <class Data = std::any>
+class default_selector : public devpoll_selector<Data> {};
 #else
-
 template <class Data = std::any>
 class default_selector : public poll_selector<Data> {};
-
-#endif  // __linux__
+#endif
 
 // ---------------------------------------------------------------------------
 // The interface as a concept, and as an optional runtime-polymorphic base
