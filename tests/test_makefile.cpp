@@ -90,7 +90,10 @@ TEST(makefile, getline_reads_each_line_of_a_line_protocol_then_eof) {
 }
 
 TEST(makefile, getline_assembles_a_line_sent_in_several_pieces) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   b.settimeout(5s);
   auto f = b.makefile("r");
   std::thread writer([&a] {
@@ -106,7 +109,10 @@ TEST(makefile, getline_assembles_a_line_sent_in_several_pieces) {
 }
 
 TEST(makefile, operator_shift_is_buffered_until_flush) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   auto f = a.makefile("w");
   f << "answer=" << 42 << '\n';
   b.setblocking(false);
@@ -141,7 +147,10 @@ TEST(makefile, destroying_the_stream_flushes_what_is_buffered) {
 }
 
 TEST(makefile, write_larger_than_the_buffer_arrives_whole_and_in_order) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   const std::string big(100000, 'B');
   std::thread sender([&a, &big] {
     auto f = a.makefile("w");
@@ -156,7 +165,10 @@ TEST(makefile, write_larger_than_the_buffer_arrives_whole_and_in_order) {
 }
 
 TEST(makefile, binary_round_trip_of_one_mib) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   const std::string data = random_bytes(1 << 20);
   // The peer echoes everything back.
   std::thread echo([&b] {
@@ -211,7 +223,10 @@ TEST(makefile, operator_extraction_parses_numbers_and_words) {
 }
 
 TEST(makefile, read_write_stream_serves_a_request_response_protocol) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   std::thread server([&b] {
     b.settimeout(5s);
     auto f = b.makefile("rw");
@@ -275,7 +290,10 @@ TEST(makefile, connection_stays_open_after_sock_close_while_the_stream_lives) {
 }
 
 TEST(makefile, closing_the_stream_alone_keeps_the_socket_usable) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   auto f = a.makefile("w");
   f.close();
   f.close();  // idempotent
@@ -334,7 +352,10 @@ TEST(makefile, invalid_mode_message_names_the_mode) {
 }
 
 TEST(makefile, read_only_stream_refuses_writes_with_badbit) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   auto f = a.makefile("r");
   f << "must not be sent" << std::flush;
   EXPECT_TRUE(f.bad());
@@ -404,7 +425,10 @@ TEST(makefile, stream_keeps_its_timeout_after_the_socket_is_made_blocking) {
   // so sock.settimeout(nullopt) clears it under the stream: its reads must
   // still end after its 150 ms timeout, not block. (In CPython the file uses
   // the socket object itself, so there is no second timeout to honour.)
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   b.settimeout(150ms);
   auto f = b.makefile("r");
   b.settimeout(std::nullopt);

@@ -128,7 +128,10 @@ void fill_send_buffer(pysock::socket& sock) {
 TEST(message, sendmsg_of_three_buffers_is_one_seqpacket_message) {
   // On SOCK_SEQPACKET every sendmsg(2) is one record: if the buffers went out
   // in several calls the receiver would see several messages.
-  auto [a, b] = pysock::socketpair(AF_UNIX, SOCK_SEQPACKET);
+  auto a_b = pysock::socketpair(AF_UNIX, SOCK_SEQPACKET);
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   EXPECT_EQ(a.sendmsg({"alpha", "beta", "gamma"}), 14u);
   b.settimeout(2s);
   EXPECT_EQ(b.recv(100), "alphabetagamma");
@@ -138,7 +141,10 @@ TEST(message, sendmsg_of_three_buffers_is_one_seqpacket_message) {
 }
 
 TEST(message, sendmsg_of_sixteen_buffers_is_one_datagram) {
-  auto [a, b] = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  auto a_b = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   std::vector<std::string> parts;
   for (int i = 0; i < 16; ++i) parts.push_back(std::string(static_cast<std::size_t>(i + 1), static_cast<char>('a' + i)));
   std::vector<pysock::const_buffer> buffers(parts.begin(), parts.end());
@@ -153,7 +159,10 @@ TEST(message, sendmsg_of_sixteen_buffers_is_one_datagram) {
 
 TEST(message, sendmsg_of_more_buffers_than_the_inline_array_is_still_one_datagram) {
   // 40 buffers: more than the 16 iovecs pysock keeps on the stack.
-  auto [a, b] = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  auto a_b = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   std::vector<std::string> parts;
   std::string expected;
   for (int i = 0; i < 40; ++i) {
@@ -310,7 +319,10 @@ TEST(message, recvmsg_with_msg_trunc_flag_returns_at_most_bufsize_bytes) {
 }
 
 TEST(message, recvmsg_with_msg_peek_leaves_the_data_queued) {
-  auto [a, b] = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  auto a_b = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   a.send("peekaboo");
   b.settimeout(2s);
   EXPECT_EQ(b.recvmsg(100, 0, MSG_PEEK).data, "peekaboo");
@@ -321,7 +333,9 @@ TEST(message, recvmsg_with_msg_peek_leaves_the_data_queued) {
 }
 
 TEST(message, recvmsg_with_timeout_raises_timeout_error_after_about_the_timeout) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& b = a_b.second;
   b.settimeout(200ms);
   const auto start = steady::now();
   auto e = catch_as<pysock::timeout_error>([&] { (void)b.recvmsg(100); });
@@ -333,14 +347,18 @@ TEST(message, recvmsg_with_timeout_raises_timeout_error_after_about_the_timeout)
 }
 
 TEST(message, recvmsg_into_with_timeout_raises_timeout_error) {
-  auto [a, b] = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  auto a_b = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& b = a_b.second;
   b.settimeout(100ms);
   std::array<char, 4> buf{};
   EXPECT_TRUE(catch_as<pysock::timeout_error>([&] { (void)b.recvmsg_into({buf}); }));
 }
 
 TEST(message, recvmsg_on_non_blocking_socket_with_nothing_queued_raises_blocking_io_error) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& b = a_b.second;
   b.setblocking(false);
   auto e = catch_as<pysock::blocking_io_error>([&] { (void)b.recvmsg(100); });
   ASSERT_TRUE(e);
@@ -370,7 +388,9 @@ TEST(message, recvmsg_at_tcp_eof_returns_empty_data) {
 }
 
 TEST(message, recvmsg_recvmsg_into_and_sendmsg_on_a_closed_socket_raise_ebadf) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& b = a_b.second;
   b.close();
   std::array<char, 4> buf{};
   auto e1 = catch_as([&] { (void)b.recvmsg(100); });
@@ -414,7 +434,9 @@ TEST(message, ancbufsize_of_exactly_one_mib_is_accepted) {
 }
 
 TEST(message, sendmsg_filling_the_buffer_with_timeout_raises_timeout_error) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
   fill_send_buffer(a);
   a.settimeout(200ms);
   const std::string chunk(65536, 'y');
@@ -427,7 +449,9 @@ TEST(message, sendmsg_filling_the_buffer_with_timeout_raises_timeout_error) {
 }
 
 TEST(message, sendmsg_with_msg_dontwait_on_a_blocking_socket_raises_blocking_io_error_at_once) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
   fill_send_buffer(a);
   ASSERT_EQ(a.gettimeout(), std::nullopt);
   // A kernel send timeout as a safety net: were MSG_DONTWAIT lost, the call
@@ -567,7 +591,9 @@ TEST(message, scm_rights_control_buffer_one_byte_short_truncates_without_leaking
 }
 
 TEST(message, sendmsg_with_bad_descriptor_in_scm_rights_raises_ebadf) {
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
   pipe_pair p;
   const int closed_fd = ::dup(p.read_end);
   ::close(closed_fd);

@@ -266,7 +266,9 @@ TEST(sendfile, pipe_with_nonzero_offset_raises_espipe) {
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
   ASSERT_EQ(::write(fds[1], "abc", 3), 3);
-  auto [client, server] = tcp_pair();
+  auto client_server = tcp_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
   auto e = catch_as([&] { client.sendfile(fds[0], 1); });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code(), std::errc::invalid_seek);
@@ -280,7 +282,9 @@ TEST(sendfile, closed_file_descriptor_raises_ebadf) {
   temp_file file("x");
   const int stale = ::dup(file.fd());
   ::close(stale);
-  auto [client, server] = tcp_pair();
+  auto client_server = tcp_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
   auto e = catch_as([&] { client.sendfile(stale); });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code(), std::errc::bad_file_descriptor);
@@ -290,7 +294,9 @@ TEST(sendfile, closed_file_descriptor_raises_ebadf) {
 TEST(sendfile, a_directory_raises_eisdir) {
   const int dir = ::open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(dir, 0);
-  auto [client, server] = tcp_pair();
+  auto client_server = tcp_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
   auto e = catch_as([&] { client.sendfile(dir); });
   ::close(dir);
   ASSERT_TRUE(e);
@@ -306,7 +312,10 @@ TEST(sendfile, write_only_file_raises_an_os_error_and_sends_nothing) {
   ::unlink(path);
   ::close(rw);
   ASSERT_GE(wo, 0);
-  auto [client, server] = tcp_pair();
+  auto client_server = tcp_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
+  auto& server = client_server.server;
   auto e = catch_as([&] { client.sendfile(wo); });
   ::close(wo);
   ASSERT_TRUE(e);
@@ -332,7 +341,9 @@ TEST(sendfile, datagram_socket_raises_invalid_argument) {
 
 TEST(sendfile, closed_socket_raises_ebadf) {
   temp_file file("x");
-  auto [client, server] = tcp_pair();
+  auto client_server = tcp_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
   client.close();
   auto e = catch_as([&] { client.sendfile(file.fd()); });
   ASSERT_TRUE(e);
@@ -358,7 +369,9 @@ tcp_connection small_buffer_pair() {
 
 TEST(sendfile, timeout_with_a_reader_that_never_reads_raises_timeout_error) {
   const temp_file file = temp_file::sparse(64u << 20);
-  auto [client, server] = small_buffer_pair();
+  auto client_server = small_buffer_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
   client.settimeout(300ms);
   const auto start = steady::now();
   auto e = catch_as<pysock::timeout_error>([&] { client.sendfile(file.fd()); });
@@ -452,7 +465,10 @@ TEST(sendfile, closed_unix_peer_raises_broken_pipe_error_without_sigpipe) {
   // all proves sendfile(2)'s SIGPIPE was suppressed.
   ASSERT_EQ(::signal(SIGPIPE, SIG_DFL), SIG_DFL);
   temp_file file(file_data());
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   b.close();
   auto e = catch_as<pysock::broken_pipe_error>([&] { a.sendfile(file.fd()); });
   ASSERT_TRUE(e);
@@ -464,7 +480,10 @@ TEST(sendfile, closed_unix_peer_raises_broken_pipe_error_without_sigpipe) {
 TEST(sendfile, tcp_peer_closing_during_the_transfer_raises_a_connection_error_without_sigpipe) {
   ::signal(SIGPIPE, SIG_DFL);
   const temp_file file = temp_file::sparse(256u << 20);
-  auto [client, server] = small_buffer_pair();
+  auto client_server = small_buffer_pair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& client = client_server.client;
+  auto& server = client_server.server;
   client.settimeout(20s);
   std::thread closer([&server] {
     server.settimeout(5s);
@@ -497,7 +516,10 @@ TEST(sendfile, pipe_fallback_to_a_closed_peer_raises_broken_pipe_error_without_s
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
   ASSERT_EQ(::write(fds[1], "abc", 3), 3);
   ::close(fds[1]);
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   b.close();
   auto e = catch_as<pysock::broken_pipe_error>([&] { a.sendfile(fds[0]); });
   ::close(fds[0]);
@@ -514,7 +536,10 @@ TEST(sendfile, a_pending_sigpipe_from_before_the_call_is_left_pending) {
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &pipe_only, &old), 0);
   ASSERT_EQ(::raise(SIGPIPE), 0);
   temp_file file("x");
-  auto [a, b] = pysock::socketpair();
+  auto a_b = pysock::socketpair();
+  // Named, not a structured binding: clang 14 cannot capture those in lambdas.
+  auto& a = a_b.first;
+  auto& b = a_b.second;
   b.close();
   EXPECT_TRUE(catch_as<pysock::broken_pipe_error>([&] { a.sendfile(file.fd()); }));
   sigset_t pending;
