@@ -2,7 +2,7 @@
 //
 // pysock — the command line. Subcommands mirror `python3 -m ...`:
 //
-//   pysock http.server [port] [-b ADDR] [-d DIR] [--threads N]
+//   pysock http.server [port] [-b ADDR] [-d DIR] [--threads N] [--loop epoll|io_uring]
 //   pysock echo-server [port] [-b ADDR] [--threads N]
 //   pysock echo-client host port [message]
 //   pysock connect [-u] [-w SECS] host port      pysock connect -U path
@@ -27,7 +27,7 @@ using namespace pysock::tools;
 // generated one cannot.
 const std::map<std::string, std::string> usage_lines = {
     {"", "usage: pysock [-h] {http.server,echo-server,echo-client,connect,listen} ..."},
-    {"http.server", "usage: pysock http.server [-h] [-b ADDR] [-d DIR] [--threads N] [port]"},
+    {"http.server", "usage: pysock http.server [-h] [-b ADDR] [-d DIR] [--threads N] [--loop epoll|io_uring] [port]"},
     {"echo-server", "usage: pysock echo-server [-h] [-b ADDR] [--threads N] [port]"},
     {"echo-client", "usage: pysock echo-client [-h] host port [message]"},
     {"connect", "usage: pysock connect [-h] [-u] [-w SECS] host port | pysock connect -U path"},
@@ -74,8 +74,15 @@ int main(int argc, char** argv) {
       ->check(port_range);
   http_cmd->add_option("-b,--bind", http.bind, "Address to bind (default 127.0.0.1)");
   http_cmd->add_option("-d,--directory", http.directory, "Directory to serve (default: the current one)");
-  http_cmd->add_option("--threads", http.threads, "Connections served at once (default 64)")
+  http_cmd->add_option("--threads", http.threads, "Event loops, one thread each (default 1)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
+  http_cmd->add_option("--loop", http.loop_backend, "Event loop backend: epoll (default) or io_uring")
+      ->check(CLI::IsMember({"epoll", "io_uring"}));
+  // Hidden: the blocking transport, a thread per connection (--threads is
+  // then the number of connections served at once, default 64).
+  http_cmd->add_option("--transport", http.transport, "loop (default) or threads")
+      ->check(CLI::IsMember({"loop", "threads"}))
+      ->group("");
   // Hidden (empty group): the tests' knob for the slowloris timeout.
   http_cmd->add_option("--header-timeout", http.header_timeout,
                        "Seconds a client has to send a request head (default 20)")

@@ -29,9 +29,25 @@ set(_pysock_http_cases
   client_disconnects_mid_response
   sigterm_finishes_in_flight_response
   banner_and_cli_errors
+  threads_two_loops
+  concurrent_keepalive_200
+  loop_io_uring_option
   echo_pair
   netcat_tcp_half_close
   netcat_udp_and_unix)
+# The http.server cases again on the hidden blocking transport
+# (--transport threads: a thread per connection). Not concurrent_keepalive_200:
+# that transport serves 64 connections at once by design.
+set(_pysock_http_threads_cases
+  curl_keepalive_two_urls
+  curl_range_head_and_conditional
+  python_http_client
+  python_urllib
+  malformed_requests
+  pipelining
+  slowloris
+  client_disconnects_mid_response
+  sigterm_finishes_in_flight_response)
 foreach(case IN LISTS _pysock_http_cases)
   set(name interop_http_${case})
   add_test(NAME ${name}
@@ -39,4 +55,12 @@ foreach(case IN LISTS _pysock_http_cases)
                    "${PYSOCK_CURL}")
   # 77: a peer program (curl) is missing.
   set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS "interop;http" SKIP_RETURN_CODE 77)
+endforeach()
+foreach(case IN LISTS _pysock_http_threads_cases)
+  set(name interop_http_threads_transport_${case})
+  add_test(NAME ${name}
+           COMMAND ${PYSOCK_PYTHON3} ${_pysock_http_driver} ${case} $<TARGET_FILE:pysock_cli>
+                   "${PYSOCK_CURL}")
+  set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS "interop;http" SKIP_RETURN_CODE 77
+                       ENVIRONMENT "PYSOCK_HTTP_SERVER_ARGS=--transport threads")
 endforeach()

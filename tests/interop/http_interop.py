@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -45,7 +46,11 @@ class Server:
         self.root = tempfile.mkdtemp(prefix="pysock-http-interop.")
         self.outside = tempfile.mkdtemp(prefix="pysock-http-outside.")
         self._populate()
-        args = [binary, command, "0"] + (["-d", self.root] if command == "http.server" else []) + list(extra)
+        # PYSOCK_HTTP_SERVER_ARGS: extra http.server options for every case
+        # (http.cmake runs the set again with "--transport threads").
+        transport = os.environ.get("PYSOCK_HTTP_SERVER_ARGS", "").split() if command == "http.server" else []
+        args = ([binary, command, "0"] + (["-d", self.root] if command == "http.server" else []) + transport
+                + list(extra))
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         line = self._read_banner()
         match = re.search(r" port (\d+) ", line)
@@ -92,11 +97,27 @@ class Server:
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def drain_stderr(self):
+        """From now on stderr is read on a thread, so a long access log never
+        fills the pipe (a server blocked writing its log serves nobody)."""
+        self._log = []
+
+        def reader():
+            for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):
+                self._log.append(chunk)
+        self._log_thread = threading.Thread(target=reader, daemon=True)
+        self._log_thread.start()
+
     def stop(self):
         """SIGTERM; the server must exit 0 in time. Returns its stderr."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            out, err = self.proc.communicate(timeout=TIMEOUT)
+            if getattr(self, "_log_thread", None) is not None:
+                self.proc.wait(timeout=TIMEOUT)
+                self._log_thread.join(TIMEOUT)
+                err = b"".join(self._log)
+            else:
+                out, err = self.proc.communicate(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate()
@@ -447,7 +468,7 @@ def case_banner_and_cli_errors(binary, _curl=None):
         srv.cleanup()
     for args in (["http.server", "notaport"], ["http.server", "70000"], ["frobnicate"], [],
                  ["echo-client", "127.0.0.1"], ["connect", "127.0.0.1"], ["connect", "-U", "/x", "h", "1"],
-                 ["http.server", "--threads", "0"]):
+                 ["http.server", "--threads", "0"], ["http.server", "--loop", "kqueue"]):
         r = subprocess.run([binary, *args], capture_output=True, timeout=TIMEOUT)
         err = r.stderr.decode()
         expect(r.returncode == 2, f"{args}: exit {r.returncode}, stderr {err!r}")
@@ -461,6 +482,93 @@ def case_banner_and_cli_errors(binary, _curl=None):
         busy.listen()
         r = subprocess.run([binary, "http.server", str(busy.getsockname()[1])], capture_output=True, timeout=TIMEOUT)
         expect(r.returncode == 1 and b"Address already in use" in r.stderr, r.stderr)
+
+
+def get_all(srv, conn, paths, expected):
+    """GETs each path on one keep-alive http.client connection; checks bodies."""
+    for path in paths:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        expect(r.status == 200, f"{path}: status {r.status}")
+        expect(body == expected[path], f"{path}: body differs ({len(body)} bytes)")
+        expect(not r.will_close, f"{path}: the server did not keep the connection")
+
+
+def case_threads_two_loops(binary, _curl=None):
+    srv = Server(binary, "--threads", "2")
+    try:
+        mid = bytes(range(256)) * 256  # 64 KiB: over the inline limit, sent with sendfile
+        with open(os.path.join(srv.root, "mid.bin"), "wb") as f:
+            f.write(mid)
+        expected = {"/small.txt": srv.small, "/mid.bin": mid, "/big.bin": srv.big}
+        # Two loop threads besides the main one (they start after the banner).
+        deadline = time.monotonic() + TIMEOUT
+        while len(os.listdir(f"/proc/{srv.proc.pid}/task")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        threads = len(os.listdir(f"/proc/{srv.proc.pid}/task"))
+        expect(threads == 3, f"{threads} threads, expected 3 (main + 2 loops)")
+        # Many short connections: SO_REUSEPORT spreads them over both loops;
+        # every one must be answered correctly, whichever loop took it.
+        for _ in range(40):
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+            get_all(srv, conn, ["/small.txt", "/mid.bin"], expected)
+            conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+        get_all(srv, conn, ["/big.bin", "/small.txt"], expected)
+        conn.close()
+        log = srv.stop()
+        expect(log.count('"GET /small.txt HTTP/1.1" 200 -') == 41, "access log: missing /small.txt lines")
+    finally:
+        srv.cleanup()
+
+
+def case_concurrent_keepalive_200(binary, _curl=None):
+    srv = Server(binary)
+    clients = 200
+    try:
+        srv.drain_stderr()  # 1,000 access log lines: more than a pipe holds
+        mid = bytes((i * 13) & 0xFF for i in range(40 * 1024))
+        with open(os.path.join(srv.root, "mid.bin"), "wb") as f:
+            f.write(mid)
+        expected = {"/small.txt": srv.small, "/mid.bin": mid, "/site/index.html": b"<h1>index</h1>\n"}
+        paths = ["/small.txt", "/mid.bin", "/site/index.html", "/small.txt", "/mid.bin"]
+        connected = threading.Barrier(clients, timeout=TIMEOUT * 2)
+        failures = []
+
+        def client():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+                conn.connect()
+                first = conn.sock
+                connected.wait()  # all 200 connections open at once
+                get_all(srv, conn, paths, expected)
+                expect(conn.sock is first, "reconnected: keep-alive was not kept")
+                conn.close()
+            except Exception as e:  # noqa: BLE001 (reported below)
+                failures.append(repr(e))
+                connected.abort()
+        workers = [threading.Thread(target=client) for _ in range(clients)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(TIMEOUT * 3)
+        expect(not any(w.is_alive() for w in workers), "a client hung")
+        expect(not failures, f"{len(failures)} clients failed, first: {failures[:1]}")
+        log = srv.stop()
+        expect(log.count(" 200 -") == clients * len(paths), f"{log.count(' 200 -')} log lines")
+    finally:
+        srv.cleanup()
+
+
+def case_loop_io_uring_option(binary, _curl=None):
+    srv = Server(binary, "--loop", "io_uring")
+    try:
+        status, _, body, closed = raw_exchange(srv, b"GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        expect(status == 200 and body == srv.big and closed, "served with --loop io_uring")
+        srv.stop()
+    finally:
+        srv.cleanup()
 
 
 def case_echo_pair(binary, _curl=None):

@@ -16,7 +16,11 @@ struct http_server_args {
   int port = 8000;
   std::string bind = "127.0.0.1";
   std::string directory = ".";
-  std::size_t threads = 64;
+  /// The event loop transport (default): loops, one thread each (default 1).
+  /// The threads transport: connections served at once (default 64).
+  std::optional<std::size_t> threads;
+  std::string transport = "loop";  ///< "loop" or "threads" (hidden option)
+  std::string loop_backend = "epoll";  ///< --loop: "epoll" or "io_uring"
   double header_timeout = 20.0;  ///< seconds (hidden option, for tests)
   double write_timeout = 60.0;   ///< seconds a send may wait for room
 };

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: MIT
 //
-// `pysock http.server`: python3 -m http.server, on blocking pysock sockets
-// with a thread per connection (the HTTP itself is http::session's).
+// `pysock http.server`: python3 -m http.server on pysock's event loop (one
+// loop per --threads, SO_REUSEPORT), or with --transport threads on blocking
+// sockets with a thread per connection. The HTTP itself is http::session's.
+#include <poll.h>
 #include <signal.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
+#include <vector>
 
 #include <pysock/resolver.hpp>
 #include <pysock/socket.hpp>
@@ -15,6 +19,7 @@
 #include "common/stop_signal.hpp"
 #include "common/thread_server.hpp"
 #include "http/blocking_server.hpp"
+#include "http/loop_server.hpp"
 
 namespace pysock::tools {
 namespace {
@@ -45,18 +50,28 @@ int run_http_server(const http_server_args& args) {
     const std::lock_guard lock(log_mutex);
     std::fwrite(line.data(), 1, line.size(), stderr);
   };
+  const bool use_loop = args.transport != "threads";
+  const std::size_t threads = args.threads.value_or(use_loop ? 1 : 64);
   std::optional<http::document_root> root;
-  socket listener = socket::closed_socket();
+  std::vector<socket> listeners;
   try {
     root.emplace(args.directory);
     context.root = &*root;
     server_options options;
     options.family = bind_family(args.bind, args.port);
-    listener = create_server({args.bind, args.port}, options);
+    // Event loops: one listener each, SO_REUSEPORT on one port (the kernel
+    // spreads connections); the first binds (port 0 picks), the rest follow.
+    options.reuse_port = use_loop && threads > 1;
+    listeners.push_back(create_server({args.bind, args.port}, options));
+    if (use_loop) {
+      const address bound = listeners.front().getsockname();
+      for (std::size_t i = 1; i < threads; ++i) listeners.push_back(create_server(bound, options));
+    }
   } catch (const os_error& e) {
     std::cerr << "pysock http.server: " << e.what() << '\n';
     return 1;
   }
+  socket& listener = listeners.front();
 
   const address local = listener.getsockname();
   const std::string host = local.host();
@@ -66,12 +81,40 @@ int run_http_server(const http_server_args& args) {
             << local.port() << "/) ..." << std::endl;
 
   const auto write_timeout = seconds_to_ms(args.write_timeout);
-  const int signal_number = serve_threads(
-      listener, stop, args.threads,
-      [&context, write_timeout](socket conn, address peer, int stop_fd) {
-        http::serve_connection_blocking(conn, context, peer.host(), stop_fd, write_timeout);
-      },
-      [&context](const std::string& message) { context.log("pysock http.server: " + message + "\n"); });
+  const auto errors = [&context](const std::string& message) {
+    context.log("pysock http.server: " + message + "\n");
+  };
+  int signal_number = 0;
+  if (use_loop) {
+    http::loop_transport_options options;
+    options.loop.backend = args.loop_backend == "io_uring" ? loop_backend::io_uring : loop_backend::epoll;
+    options.write_timeout = write_timeout;
+    options.stop_fd = stop.event_fd();
+    options.errors = errors;
+    // A failed loop raises the eventfd: the wait below ends, and so do the
+    // other loops.
+    options.request_stop = [&stop] { stop.trigger(); };
+    options.wait_for_stop = [&stop, &signal_number] {
+      pollfd waits[2] = {{stop.signal_fd(), POLLIN, 0}, {stop.event_fd(), POLLIN, 0}};
+      while (::poll(waits, 2, -1) < 0 && errno == EINTR) {
+      }
+      if (waits[0].revents != 0) signal_number = stop.take_signal();
+      stop.trigger();
+    };
+    try {
+      http::serve_loops(std::move(listeners), context, options);
+    } catch (const std::exception& e) {
+      std::cerr << "pysock http.server: " << e.what() << '\n';
+      return 1;
+    }
+  } else {
+    signal_number = serve_threads(
+        listener, stop, threads,
+        [&context, write_timeout](socket conn, address peer, int stop_fd) {
+          http::serve_connection_blocking(conn, context, peer.host(), stop_fd, write_timeout);
+        },
+        errors);
+  }
   std::cout << (signal_number == SIGINT ? "\nKeyboard interrupt received, exiting."
                                         : "\nTerminated, exiting.")
             << std::endl;
