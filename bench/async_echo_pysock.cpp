@@ -140,11 +140,16 @@ int main(int argc, char** argv) {
     const std::string_view a = argv[i];
     if (i + 1 >= argc) usage();
     const char* v = argv[++i];
-    if (a == "--port") port = std::atoi(v);
-    else if (a == "--mode") mode = v;
-    else if (a == "--buffer") g_buffer = static_cast<std::size_t>(std::atol(v));
-    else if (a == "--count") g_count = std::atol(v);
-    else usage();
+    if (a == "--port")
+      port = std::atoi(v);
+    else if (a == "--mode")
+      mode = v;
+    else if (a == "--buffer")
+      g_buffer = static_cast<std::size_t>(std::atol(v));
+    else if (a == "--count")
+      g_count = std::atol(v);
+    else
+      usage();
   }
   if (g_buffer == 0) usage();
   try {

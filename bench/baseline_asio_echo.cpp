@@ -41,9 +41,10 @@ class session : public std::enable_shared_from_this<session> {
   }
   void do_write(std::size_t n) {
     auto self = shared_from_this();
-    asio::async_write(socket_, asio::buffer(data_, n), [this, self](std::error_code ec, std::size_t) {
-      if (!ec) do_read();
-    });
+    asio::async_write(socket_, asio::buffer(data_, n),
+                      [this, self](std::error_code ec, std::size_t) {
+                        if (!ec) do_read();
+                      });
   }
   tcp::socket socket_;
   std::array<char, 4096> data_;
@@ -64,8 +65,10 @@ void do_accept(tcp::acceptor& acceptor) {
 int main(int argc, char** argv) {
   int port = 8084;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--port") == 0) port = std::atoi(argv[i + 1]);
-    else if (std::strcmp(argv[i], "--count") == 0) g_count = std::atol(argv[i + 1]);
+    if (std::strcmp(argv[i], "--port") == 0)
+      port = std::atoi(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--count") == 0)
+      g_count = std::atol(argv[i + 1]);
   }
   asio::io_context io(1);
   g_io = &io;

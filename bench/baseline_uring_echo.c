@@ -35,8 +35,8 @@ struct conn {
 
 static struct io_uring ring;
 
-static struct io_uring_sqe *sqe_get(void) {
-  struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+static struct io_uring_sqe* sqe_get(void) {
+  struct io_uring_sqe* sqe = io_uring_get_sqe(&ring);
   if (!sqe) {
     io_uring_submit(&ring);
     sqe = io_uring_get_sqe(&ring);
@@ -49,39 +49,41 @@ static struct io_uring_sqe *sqe_get(void) {
 }
 
 static void post_accept(int ls) {
-  struct io_uring_sqe *sqe = sqe_get();
+  struct io_uring_sqe* sqe = sqe_get();
   io_uring_prep_accept(sqe, ls, NULL, NULL, SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, OP_ACCEPT);
 }
-static void post_recv(struct conn *c) {
-  struct io_uring_sqe *sqe = sqe_get();
+static void post_recv(struct conn* c) {
+  struct io_uring_sqe* sqe = sqe_get();
   io_uring_prep_recv(sqe, c->fd, c->buf, BUF_SIZE, 0);
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_RECV);
 }
-static void post_send(struct conn *c) {
-  struct io_uring_sqe *sqe = sqe_get();
+static void post_send(struct conn* c) {
+  struct io_uring_sqe* sqe = sqe_get();
   io_uring_prep_send(sqe, c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
   io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_SEND);
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int port = 8087;
   long count = -1, closed = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--port") == 0) port = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--count") == 0) count = atol(argv[i + 1]);
+    if (strcmp(argv[i], "--port") == 0)
+      port = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--count") == 0)
+      count = atol(argv[i + 1]);
   }
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, (struct sockaddr *)&addr, sizeof addr) != 0 || listen(ls, 4096) != 0) {
+  if (bind(ls, (struct sockaddr*)&addr, sizeof addr) != 0 || listen(ls, 4096) != 0) {
     perror("bind/listen");
     return 1;
   }
   socklen_t alen = sizeof addr;
-  getsockname(ls, (struct sockaddr *)&addr, &alen);
+  getsockname(ls, (struct sockaddr*)&addr, &alen);
   int r = io_uring_queue_init(4096, &ring, 0);
   if (r < 0) {
     fprintf(stderr, "io_uring_queue_init: %s\n", strerror(-r));
@@ -96,14 +98,14 @@ int main(int argc, char **argv) {
       fprintf(stderr, "io_uring_submit_and_wait: %s\n", strerror(-r));
       return 1;
     }
-    struct io_uring_cqe *cqe;
+    struct io_uring_cqe* cqe;
     unsigned head, seen = 0;
     io_uring_for_each_cqe(&ring, head, cqe) {
       ++seen;
       uint64_t ud = io_uring_cqe_get_data64(cqe);
       int res = cqe->res;
       unsigned op = (unsigned)(ud & 3);
-      struct conn *c = (struct conn *)(uintptr_t)(ud & ~(uint64_t)3);
+      struct conn* c = (struct conn*)(uintptr_t)(ud & ~(uint64_t)3);
       if (op == OP_ACCEPT) {
         if (res >= 0) {
           setsockopt(res, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -131,8 +133,10 @@ int main(int argc, char **argv) {
           ++closed;
         } else {
           c->off += (unsigned)res;
-          if (c->off < c->len) post_send(c);
-          else post_recv(c);
+          if (c->off < c->len)
+            post_send(c);
+          else
+            post_recv(c);
         }
       }
     }

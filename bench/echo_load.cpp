@@ -38,24 +38,25 @@ struct options {
   int port = 0;
   int connections = 50;
   std::size_t size = 64;
-  long messages = -1;      // per connection; -1: until --duration
-  double duration = 0.0;   // seconds; 0: until --messages
-  double hold = 0.0;       // seconds to keep every connection open after the report
+  long messages = -1;     // per connection; -1: until --duration
+  double duration = 0.0;  // seconds; 0: until --messages
+  double hold = 0.0;      // seconds to keep every connection open after the report
 };
 
 struct conn {
   pysock::socket sock;
-  std::string out;        // the message in flight
-  std::size_t sent = 0;   // bytes of `out` written
-  std::size_t got = 0;    // bytes of the echo received
-  long done = 0;          // completed round trips
+  std::string out;       // the message in flight
+  std::size_t sent = 0;  // bytes of `out` written
+  std::size_t got = 0;   // bytes of the echo received
+  long done = 0;         // completed round trips
   bool finished = false;
   std::uint32_t events = 0;
 };
 
 void fill_message(std::string& out, std::size_t conn_index, long message) {
   for (std::size_t i = 0; i < out.size(); ++i)
-    out[i] = static_cast<char>((conn_index * 131 + static_cast<std::size_t>(message) * 7 + i) & 0xff);
+    out[i] =
+        static_cast<char>((conn_index * 131 + static_cast<std::size_t>(message) * 7 + i) & 0xff);
 }
 
 [[noreturn]] void usage() {
@@ -72,14 +73,22 @@ int main(int argc, char** argv) {
     const std::string_view a = argv[i];
     if (i + 1 >= argc) usage();
     const char* v = argv[++i];
-    if (a == "--host") opt.host = v;
-    else if (a == "--port") opt.port = std::atoi(v);
-    else if (a == "--connections") opt.connections = std::atoi(v);
-    else if (a == "--size") opt.size = static_cast<std::size_t>(std::atol(v));
-    else if (a == "--messages") opt.messages = std::atol(v);
-    else if (a == "--duration") opt.duration = std::atof(v);
-    else if (a == "--hold") opt.hold = std::atof(v);
-    else usage();
+    if (a == "--host")
+      opt.host = v;
+    else if (a == "--port")
+      opt.port = std::atoi(v);
+    else if (a == "--connections")
+      opt.connections = std::atoi(v);
+    else if (a == "--size")
+      opt.size = static_cast<std::size_t>(std::atol(v));
+    else if (a == "--messages")
+      opt.messages = std::atol(v);
+    else if (a == "--duration")
+      opt.duration = std::atof(v);
+    else if (a == "--hold")
+      opt.hold = std::atof(v);
+    else
+      usage();
   }
   if (opt.port <= 0 || opt.connections <= 0 || opt.size == 0 ||
       (opt.messages < 0 && opt.duration <= 0))
@@ -140,8 +149,8 @@ int main(int argc, char** argv) {
           return 1;
         }
         if (!ec && k == 0) {
-          std::cerr << "echo_load: connection " << i << " closed by the server after "
-                    << c.done << " messages\n";
+          std::cerr << "echo_load: connection " << i << " closed by the server after " << c.done
+                    << " messages\n";
           return 1;
         }
         if (!ec) {
@@ -191,8 +200,7 @@ int main(int argc, char** argv) {
             << std::endl;
   // --hold: the connections stay open (idle) this long after the report, so
   // a benchmark can measure the server's memory with them connected.
-  if (opt.hold > 0)
-    std::this_thread::sleep_for(std::chrono::duration<double>(opt.hold));
+  if (opt.hold > 0) std::this_thread::sleep_for(std::chrono::duration<double>(opt.hold));
   if (errors) return 1;
   if (opt.messages >= 0 && total != opt.messages * opt.connections) return 1;
   return 0;

@@ -27,36 +27,36 @@
 
 struct conn {
   int fd;
-  char *pending; /* echo not yet taken by the socket */
+  char* pending; /* echo not yet taken by the socket */
   size_t len, off, cap;
   int peer_done;
   unsigned events;
 };
 
-static void die(const char *what) {
+static void die(const char* what) {
   perror(what);
   exit(1);
 }
 
-static void set_events(int ep, struct conn *c, unsigned want) {
+static void set_events(int ep, struct conn* c, unsigned want) {
   if (want == c->events) return;
   struct epoll_event ev = {.events = want, .data.ptr = c};
   if (epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev) != 0) die("epoll_ctl MOD");
   c->events = want;
 }
 
-static void close_conn(struct conn *c, long *closed) {
+static void close_conn(struct conn* c, long* closed) {
   close(c->fd); /* also removes it from the epoll set */
   free(c->pending);
   free(c);
   ++*closed;
 }
 
-static void keep(struct conn *c, const char *data, size_t n) {
+static void keep(struct conn* c, const char* data, size_t n) {
   if (c->len + n > c->cap) {
     size_t cap = c->cap ? c->cap : 4096;
     while (cap < c->len + n) cap *= 2;
-    char *p = realloc(c->pending, cap);
+    char* p = realloc(c->pending, cap);
     if (!p) die("realloc");
     c->pending = p;
     c->cap = cap;
@@ -65,12 +65,14 @@ static void keep(struct conn *c, const char *data, size_t n) {
   c->len += n;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   int port = 8082;
   long count = -1, closed = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--port") == 0) port = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--count") == 0) count = atol(argv[i + 1]);
+    if (strcmp(argv[i], "--port") == 0)
+      port = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--count") == 0)
+      count = atol(argv[i + 1]);
   }
   int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (ls < 0) die("socket");
@@ -78,10 +80,10 @@ int main(int argc, char **argv) {
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, (struct sockaddr *)&addr, sizeof addr) != 0) die("bind");
+  if (bind(ls, (struct sockaddr*)&addr, sizeof addr) != 0) die("bind");
   if (listen(ls, 1024) != 0) die("listen");
   socklen_t alen = sizeof addr;
-  getsockname(ls, (struct sockaddr *)&addr, &alen);
+  getsockname(ls, (struct sockaddr*)&addr, &alen);
   printf("listening on 127.0.0.1:%d\n", ntohs(addr.sin_port));
   fflush(stdout);
 
@@ -99,7 +101,7 @@ int main(int argc, char **argv) {
       die("epoll_wait");
     }
     for (int i = 0; i < n; ++i) {
-      struct conn *c = events[i].data.ptr;
+      struct conn* c = events[i].data.ptr;
       if (c == NULL) {
         for (;;) {
           int fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);

@@ -77,7 +77,8 @@ double timed_transfer(std::uint64_t total, const std::function<void(pysock::sock
   reader.join();
   const double seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   if (received != total)
-    throw std::runtime_error("short transfer: " + std::to_string(received.load()) + " of " + std::to_string(total));
+    throw std::runtime_error("short transfer: " + std::to_string(received.load()) + " of " +
+                             std::to_string(total));
   return seconds;
 }
 
@@ -114,7 +115,8 @@ int make_file(const options& o, std::uint64_t size) {
       c = static_cast<char>(x);
     }
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), size - written));
-    if (::write(fd, block.data(), n) != static_cast<ssize_t>(n)) throw std::runtime_error("write failed");
+    if (::write(fd, block.data(), n) != static_cast<ssize_t>(n))
+      throw std::runtime_error("write failed");
     written += n;
   }
   return fd;
@@ -142,16 +144,19 @@ void file_cases(const options& o) {
   std::vector<double> zero_copy, copy;
   for (int i = 0; i < o.repeat; ++i) {  // interleaved, so drift hits both alike
     zero_copy.push_back(mib / timed_transfer(size, [&](pysock::socket& s) {
-      if (s.sendfile(fd) != size) throw std::runtime_error("sendfile sent less");
-    }));
+                          if (s.sendfile(fd) != size)
+                            throw std::runtime_error("sendfile sent less");
+                        }));
     copy.push_back(mib / timed_transfer(size, [&](pysock::socket& s) { read_send_loop(s, fd); }));
   }
   ::close(fd);
   const summary a = summarize(zero_copy), b = summarize(copy);
-  std::cout << "| sendfile(), " << o.size_mib << " MiB file | " << fmt(a.best) << " MiB/s | " << fmt(a.median)
-            << " MiB/s | " << "1.00 |\n";
-  std::cout << "| read() + sendall() loop, 64 KiB buffer | " << fmt(b.best) << " MiB/s | " << fmt(b.median)
-            << " MiB/s | " << std::to_string(b.median / a.median).substr(0, 4) << " |\n";
+  std::cout << "| sendfile(), " << o.size_mib << " MiB file | " << fmt(a.best) << " MiB/s | "
+            << fmt(a.median) << " MiB/s | "
+            << "1.00 |\n";
+  std::cout << "| read() + sendall() loop, 64 KiB buffer | " << fmt(b.best) << " MiB/s | "
+            << fmt(b.median) << " MiB/s | " << std::to_string(b.median / a.median).substr(0, 4)
+            << " |\n";
 }
 
 void gather_cases(const options& o, std::size_t buffer_size) {
@@ -162,31 +167,32 @@ void gather_cases(const options& o, std::size_t buffer_size) {
   std::vector<double> gathered, separate;
   for (int i = 0; i < o.repeat; ++i) {
     gathered.push_back(batches / timed_transfer(total, [&](pysock::socket& s) {
-      for (long b = 0; b < o.batches; ++b) {
-        // sendmsg may send part on a stream: finish the rest as sendall would.
-        std::size_t skip = s.sendmsg(buffers);
-        for (const auto& buffer : buffers) {
-          if (skip >= buffer.size()) {
-            skip -= buffer.size();
-            continue;
-          }
-          s.sendall(buffer.subspan(skip));
-          skip = 0;
-        }
-      }
-    }));
+                         for (long b = 0; b < o.batches; ++b) {
+                           // sendmsg may send part on a stream: finish the rest as sendall would.
+                           std::size_t skip = s.sendmsg(buffers);
+                           for (const auto& buffer : buffers) {
+                             if (skip >= buffer.size()) {
+                               skip -= buffer.size();
+                               continue;
+                             }
+                             s.sendall(buffer.subspan(skip));
+                             skip = 0;
+                           }
+                         }
+                       }));
     separate.push_back(batches / timed_transfer(total, [&](pysock::socket& s) {
-      for (long b = 0; b < o.batches; ++b)
-        for (const auto& buffer : buffers) s.sendall(buffer);
-    }));
+                         for (long b = 0; b < o.batches; ++b)
+                           for (const auto& buffer : buffers) s.sendall(buffer);
+                       }));
   }
   const summary a = summarize(gathered), b = summarize(separate);
   const double per_batch_mib = 16.0 * static_cast<double>(buffer_size) / (1 << 20);
-  std::cout << "| sendmsg() of 16 x " << buffer_size << " B | " << fmt(a.best) << " batches/s (" << fmt(a.best * per_batch_mib)
-            << " MiB/s) | " << fmt(a.median) << " batches/s | 1.00 |\n";
-  std::cout << "| 16 x send() of " << buffer_size << " B | " << fmt(b.best) << " batches/s (" << fmt(b.best * per_batch_mib)
-            << " MiB/s) | " << fmt(b.median) << " batches/s | " << std::to_string(b.median / a.median).substr(0, 4)
-            << " |\n";
+  std::cout << "| sendmsg() of 16 x " << buffer_size << " B | " << fmt(a.best) << " batches/s ("
+            << fmt(a.best * per_batch_mib) << " MiB/s) | " << fmt(a.median)
+            << " batches/s | 1.00 |\n";
+  std::cout << "| 16 x send() of " << buffer_size << " B | " << fmt(b.best) << " batches/s ("
+            << fmt(b.best * per_batch_mib) << " MiB/s) | " << fmt(b.median) << " batches/s | "
+            << std::to_string(b.median / a.median).substr(0, 4) << " |\n";
 }
 
 int usage() {
@@ -202,18 +208,24 @@ int main(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
       const std::string_view arg = argv[i];
       if (i + 1 >= argc) return usage();
-      if (arg == "--size") o.size_mib = std::stoull(argv[++i]);
-      else if (arg == "--repeat") o.repeat = std::stoi(argv[++i]);
-      else if (arg == "--dir") o.dir = argv[++i];
-      else if (arg == "--batches") o.batches = std::stol(argv[++i]);
-      else return usage();
+      if (arg == "--size")
+        o.size_mib = std::stoull(argv[++i]);
+      else if (arg == "--repeat")
+        o.repeat = std::stoi(argv[++i]);
+      else if (arg == "--dir")
+        o.dir = argv[++i];
+      else if (arg == "--batches")
+        o.batches = std::stol(argv[++i]);
+      else
+        return usage();
     }
     if (o.size_mib == 0 || o.repeat <= 0 || o.batches <= 0) return usage();
   } catch (const std::logic_error&) {
     return usage();
   }
   try {
-    std::cout << "| case | best | median | median vs the first row of its pair |\n|---|---|---|---|\n";
+    std::cout
+        << "| case | best | median | median vs the first row of its pair |\n|---|---|---|---|\n";
     file_cases(o);
     gather_cases(o, 64);
     gather_cases(o, 1024);

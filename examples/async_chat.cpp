@@ -100,7 +100,8 @@ pysock::task<void> serve(const std::string& host, int port, long count) {
   };
   pysock::server server = co_await pysock::start_server(handler, host, port);
   running = &server;
-  for (int sig : {SIGINT, SIGTERM}) loop.add_signal_handler(sig, [&server] {
+  for (int sig : {SIGINT, SIGTERM})
+    loop.add_signal_handler(sig, [&server] {
       server.close();
       server.close_clients();  // cancels every client's gather: all leave
     });

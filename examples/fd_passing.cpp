@@ -45,8 +45,8 @@ int child_main(pysock::socket& sock) {
     return 1;
   }
   const int fd = message.fds[0].get();
-  std::cout << "child " << ::getpid() << " received descriptor " << fd << " with message '" << message.data
-            << "'\n";
+  std::cout << "child " << ::getpid() << " received descriptor " << fd << " with message '"
+            << message.data << "'\n";
   std::string contents;
   char buffer[4096];
   for (;;) {
@@ -126,7 +126,8 @@ int main(int argc, char** argv) {
       if (temporary) ::unlink(path.c_str());
       return 1;
     }
-    std::cout << "parent " << ::getpid() << " passes " << path << " (descriptor " << file << ")" << std::endl;
+    std::cout << "parent " << ::getpid() << " passes " << path << " (descriptor " << file << ")"
+              << std::endl;
     // send_fds(sock, buffers, fds): at least one byte of data must go with
     // the descriptors on a stream socket.
     const pysock::const_buffer message[] = {"file"};

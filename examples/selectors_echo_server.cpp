@@ -41,9 +41,9 @@ constexpr std::size_t max_pending = 1024 * 1024;
 
 struct connection {
   pysock::socket sock;
-  std::string pending;         // echo not yet taken by the socket
-  std::size_t sent = 0;        // how much of `pending` went out already
-  bool peer_done = false;      // EOF seen: close once `pending` is flushed
+  std::string pending;     // echo not yet taken by the socket
+  std::size_t sent = 0;    // how much of `pending` went out already
+  bool peer_done = false;  // EOF seen: close once `pending` is flushed
   unsigned interest = pysock::EVENT_READ;
 };
 

@@ -94,7 +94,8 @@ int client(const options& o) {
       auto [data, from] = sock.recvfrom(65535);
       std::cout << "reply from " << from << ": " << data << std::endl;
     } catch (const pysock::timeout_error&) {
-      std::cerr << "udp_echo: no reply from " << server_address << " within " << o.timeout << " s\n";
+      std::cerr << "udp_echo: no reply from " << server_address << " within " << o.timeout
+                << " s\n";
       return 1;
     }
   }

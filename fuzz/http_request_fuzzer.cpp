@@ -26,12 +26,12 @@ using namespace pysock::http;
 namespace {
 
 // A broken property aborts with its line, so the crash report names it.
-#define check(condition) \
-  do { \
-    if (!(condition)) { \
+#define check(condition)                                                              \
+  do {                                                                                \
+    if (!(condition)) {                                                               \
       std::fprintf(stderr, "property failed at line %d: %s\n", __LINE__, #condition); \
-      std::abort(); \
-    } \
+      std::abort();                                                                   \
+    }                                                                                 \
   } while (false)
 
 bool inside(std::string_view part, std::string_view whole) {
@@ -50,7 +50,8 @@ void check_request(const request_parser& p, std::string_view input, const parser
   check(!r.method.empty() && !r.path.empty());
   check(r.target.size() <= limits.max_target);
   check(r.headers.size() <= limits.max_headers);
-  for (const header_field& f : r.headers) check(inside(f.name, head) && inside(f.value, head) && !f.name.empty());
+  for (const header_field& f : r.headers)
+    check(inside(f.name, head) && inside(f.value, head) && !f.name.empty());
 }
 
 }  // namespace
@@ -68,7 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   request_parser whole(limits);
   const parse_status all_at_once = whole.parse(input);
   if (all_at_once == parse_status::complete) check_request(whole, input, limits);
-  if (all_at_once == parse_status::failed) check(whole.error_status() >= 400 && whole.error_status() < 600);
+  if (all_at_once == parse_status::failed)
+    check(whole.error_status() >= 400 && whole.error_status() < 600);
 
   // The same bytes in pieces whose sizes come from the input.
   request_parser pieces(limits);
@@ -102,7 +104,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   // The header-value parsers take the whole input as a value.
   const range_request r = parse_range(input, size);
-  if (r.result == range_request::kind::satisfiable) check(r.range.first <= r.range.last && r.range.last < size);
+  if (r.result == range_request::kind::satisfiable)
+    check(r.range.first <= r.range.last && r.range.last < size);
   if (const auto t = parse_http_date(input)) check(parse_http_date(format_http_date(*t)) == *t);
   (void)if_none_match_matches(input, "\"1-2\"");
   (void)list_contains(input, "close");

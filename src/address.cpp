@@ -102,7 +102,8 @@ address address::inet6(std::string_view host, int port, std::uint32_t flowinfo,
   a.port_ = port;
   a.flowinfo_ = flowinfo;
   a.scope_id_ = scope_id;
-  if (port_in_range(port) && flowinfo <= 0xFFFFF && parse_ipv6(host, port, flowinfo, scope_id, a.sa_)) {
+  if (port_in_range(port) && flowinfo <= 0xFFFFF &&
+      parse_ipv6(host, port, flowinfo, scope_id, a.sa_)) {
     a.form_ = form::resolved;
   } else {
     a.form_ = form::host_name;
@@ -125,8 +126,8 @@ address address::unix_path(std::string_view path) {
   auto& sun = *reinterpret_cast<sockaddr_un*>(&a.sa_.storage);
   sun.sun_family = AF_UNIX;
   if (!path.empty()) std::memcpy(sun.sun_path, path.data(), path.size());
-  a.sa_.length = static_cast<socklen_t>(unix_path_offset + path.size() +
-                                        (abstract || path.empty() ? 0 : 1));
+  a.sa_.length =
+      static_cast<socklen_t>(unix_path_offset + path.size() + (abstract || path.empty() ? 0 : 1));
   a.form_ = form::resolved;
   return a;
 }
@@ -150,9 +151,12 @@ address address::from_sockaddr(const sockaddr* sa, socklen_t length) noexcept {
 
 int address::family() const noexcept {
   switch (form_) {
-    case form::resolved: return sa_.family();
-    case form::unix_too_long: return AF_UNIX;
-    default: return AF_UNSPEC;
+    case form::resolved:
+      return sa_.family();
+    case form::unix_too_long:
+      return AF_UNIX;
+    default:
+      return AF_UNSPEC;
   }
 }
 
@@ -177,7 +181,8 @@ int address::port() const noexcept {
 }
 
 std::uint32_t address::flowinfo() const noexcept {
-  if (form_ == form::resolved && sa_.family() == AF_INET6) return ::ntohl(as_in6(sa_).sin6_flowinfo);
+  if (form_ == form::resolved && sa_.family() == AF_INET6)
+    return ::ntohl(as_in6(sa_).sin6_flowinfo);
   return form_ == form::host_name ? flowinfo_ : 0;
 }
 
@@ -188,11 +193,12 @@ std::uint32_t address::scope_id() const noexcept {
 
 std::string address::path() const {
   if (form_ == form::unix_too_long) return text_;
-  if (form_ != form::resolved || sa_.family() != AF_UNIX || sa_.length <= unix_path_offset) return {};
+  if (form_ != form::resolved || sa_.family() != AF_UNIX || sa_.length <= unix_path_offset)
+    return {};
   const char* p = as_un(sa_).sun_path;
   const std::size_t size = sa_.length - unix_path_offset;
   if (p[0] == '\0') return std::string(p, size);  // abstract: every byte counts
-  return std::string(p, ::strnlen(p, size));       // regular: up to the NUL
+  return std::string(p, ::strnlen(p, size));      // regular: up to the NUL
 }
 
 bool address::is_abstract() const noexcept {
@@ -203,17 +209,20 @@ bool address::is_abstract() const noexcept {
 
 std::string address::to_string() const {
   switch (form_) {
-    case form::empty: return {};
+    case form::empty:
+      return {};
     case form::host_name: {
       const std::string shown = text_.empty() ? "*" : text_;
       const bool bracket = shown.find(':') != std::string::npos;
       return (bracket ? "[" + shown + "]" : shown) + ":" + std::to_string(port_);
     }
     case form::unix_too_long:
-    case form::resolved: break;
+    case form::resolved:
+      break;
   }
   switch (family()) {
-    case AF_INET: return host() + ":" + std::to_string(port());
+    case AF_INET:
+      return host() + ":" + std::to_string(port());
     case AF_INET6: {
       std::string text = "[" + host();
       if (scope_id() != 0) text += "%" + std::to_string(scope_id());
@@ -224,7 +233,8 @@ std::string address::to_string() const {
       if (!p.empty() && p.front() == '\0') p.front() = '@';  // as ss(8) shows abstract names
       return p;
     }
-    default: return "<family " + std::to_string(family()) + ">";
+    default:
+      return "<family " + std::to_string(family()) + ">";
   }
 }
 
@@ -245,12 +255,14 @@ sockaddr_buffer address::to_sockaddr(int family, std::error_code& ec) const {
       // Python resolves a literal of the other IP version for the socket's
       // family and getaddrinfo answers EAI_ADDRFAMILY; other mixes are a
       // plain family mismatch.
-      const bool ip_mix = (own == AF_INET && family == AF_INET6) || (own == AF_INET6 && family == AF_INET);
+      const bool ip_mix =
+          (own == AF_INET && family == AF_INET6) || (own == AF_INET6 && family == AF_INET);
       ec = ip_mix ? std::error_code(EAI_ADDRFAMILY, gai_category())
                   : make_error_code(socket_errc::address_family_mismatch);
       return out;
     }
-    case form::host_name: break;
+    case form::host_name:
+      break;
   }
   if (!port_in_range(port_)) {
     ec = make_error_code(socket_errc::port_out_of_range);
@@ -312,12 +324,15 @@ sockaddr_buffer address::to_sockaddr(int family, std::error_code& ec) const {
 bool operator==(const address& a, const address& b) noexcept {
   if (a.form_ != b.form_) return false;
   switch (a.form_) {
-    case address::form::empty: return true;
+    case address::form::empty:
+      return true;
     case address::form::host_name:
       return a.text_ == b.text_ && a.port_ == b.port_ && a.flowinfo_ == b.flowinfo_ &&
              a.scope_id_ == b.scope_id_ && a.four_tuple_ == b.four_tuple_;
-    case address::form::unix_too_long: return a.text_ == b.text_;
-    case address::form::resolved: break;
+    case address::form::unix_too_long:
+      return a.text_ == b.text_;
+    case address::form::resolved:
+      break;
   }
   if (a.sa_.family() != b.sa_.family()) return false;
   switch (a.sa_.family()) {
@@ -331,7 +346,8 @@ bool operator==(const address& a, const address& b) noexcept {
              x.sin6_port == y.sin6_port && x.sin6_flowinfo == y.sin6_flowinfo &&
              x.sin6_scope_id == y.sin6_scope_id;
     }
-    case AF_UNIX: return a.path() == b.path();
+    case AF_UNIX:
+      return a.path() == b.path();
     default:
       return a.sa_.length == b.sa_.length &&
              std::memcmp(&a.sa_.storage, &b.sa_.storage, a.sa_.length) == 0;

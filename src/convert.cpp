@@ -16,30 +16,38 @@ namespace {
 
 std::size_t packed_size(int family) {
   switch (family) {
-    case AF_INET: return sizeof(in_addr);
-    case AF_INET6: return sizeof(in6_addr);
-    default: return 0;
+    case AF_INET:
+      return sizeof(in_addr);
+    case AF_INET6:
+      return sizeof(in6_addr);
+    default:
+      return 0;
   }
 }
 
 }  // namespace
 
 bytes inet_pton(int family, std::string_view text) {
-  const std::string context = "inet_pton(" + std::to_string(family) + ", " + std::string(text) + ")";
+  const std::string context =
+      "inet_pton(" + std::to_string(family) + ", " + std::string(text) + ")";
   const std::size_t size = packed_size(family);
-  if (size == 0) throw_os_error(std::make_error_code(std::errc::address_family_not_supported), context);
+  if (size == 0)
+    throw_os_error(std::make_error_code(std::errc::address_family_not_supported), context);
   const std::string terminated(text);
   bytes packed(size, '\0');
   // An embedded NUL would make libc read a shorter string than was given.
-  if (terminated.find('\0') != std::string::npos || ::inet_pton(family, terminated.c_str(), packed.data()) != 1)
+  if (terminated.find('\0') != std::string::npos ||
+      ::inet_pton(family, terminated.c_str(), packed.data()) != 1)
     throw os_error(make_error_code(socket_errc::illegal_address_string), context);
   return packed;
 }
 
 std::string inet_ntop(int family, const_buffer packed) {
   const std::size_t size = packed_size(family);
-  if (size == 0) throw std::invalid_argument("inet_ntop: unknown address family " + std::to_string(family));
-  if (packed.size() != size) throw std::invalid_argument("inet_ntop: invalid length of packed IP address string");
+  if (size == 0)
+    throw std::invalid_argument("inet_ntop: unknown address family " + std::to_string(family));
+  if (packed.size() != size)
+    throw std::invalid_argument("inet_ntop: invalid length of packed IP address string");
   char text[INET6_ADDRSTRLEN] = {};
   ::inet_ntop(family, packed.data(), text, sizeof text);
   return text;
@@ -49,7 +57,8 @@ bytes inet_aton(std::string_view text) {
   const std::string terminated(text);
   in_addr parsed{};
   if (terminated.find('\0') != std::string::npos || ::inet_aton(terminated.c_str(), &parsed) == 0)
-    throw os_error(make_error_code(socket_errc::illegal_address_string), "inet_aton(" + terminated + ")");
+    throw os_error(make_error_code(socket_errc::illegal_address_string),
+                   "inet_aton(" + terminated + ")");
   return bytes(reinterpret_cast<const char*>(&parsed), sizeof parsed);
 }
 

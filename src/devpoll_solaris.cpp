@@ -7,13 +7,14 @@
 // SunOS. Written against poll(7d) (/dev/poll, DP_POLL, POLLREMOVE) and
 // CPython's Modules/selectmodule.c (devpoll_*), kept to plain POSIX +
 // <sys/devpoll.h>.
-#include <sys/types.h>
+#include <sys/types.h>  // first: older BSD and Solaris headers below need it
+
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/devpoll.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <algorithm>

@@ -44,8 +44,7 @@ int wait_loop(int epfd, epoll_event* events, int maxevents, wait_timeout timeout
 }  // namespace
 
 epoll::epoll(int sizehint, int flags) {
-  if (sizehint == 0 || sizehint < -1)
-    throw std::invalid_argument("negative sizehint");
+  if (sizehint == 0 || sizehint < -1) throw std::invalid_argument("negative sizehint");
   // Python accepts only 0 or EPOLL_CLOEXEC and ignores it: the descriptor is
   // close-on-exec regardless (PEP 446).
   if (flags != 0 && flags != EPOLL_CLOEXEC)
@@ -165,9 +164,8 @@ std::size_t epoll::poll(std::span<epoll_event> events, wait_timeout timeout,
     ec.assign(EINVAL, std::system_category());
     return 0;
   }
-  const int maxevents = events.size() > static_cast<std::size_t>(INT_MAX)
-                            ? INT_MAX
-                            : static_cast<int>(events.size());
+  const int maxevents =
+      events.size() > static_cast<std::size_t>(INT_MAX) ? INT_MAX : static_cast<int>(events.size());
   const int n = wait_loop(fd_, events.data(), maxevents, timeout);
   if (n < 0) {
     ec = last_error();

@@ -28,19 +28,32 @@ class socket_category_impl final : public std::error_category {
   const char* name() const noexcept override { return "pysock"; }
   std::string message(int code) const override {
     switch (static_cast<socket_errc>(code)) {
-      case socket_errc::timed_out: return "timed out";
-      case socket_errc::address_family_mismatch: return "address family mismatched";
-      case socket_errc::path_too_long: return "AF_UNIX path too long";
-      case socket_errc::empty_resolution: return "getaddrinfo returns an empty list";
-      case socket_errc::illegal_address_string: return "illegal IP address string";
-      case socket_errc::service_not_found: return "service/proto not found";
-      case socket_errc::port_not_found: return "port/proto not found";
-      case socket_errc::protocol_not_found: return "protocol not found";
-      case socket_errc::interface_not_found: return "no interface with this name";
-      case socket_errc::packed_length: return "packed IP wrong length";
-      case socket_errc::port_out_of_range: return "port must be 0-65535";
-      case socket_errc::flowinfo_out_of_range: return "flowinfo must be 0-1048575";
-      case socket_errc::read_after_timeout: return "cannot read from timed out object";
+      case socket_errc::timed_out:
+        return "timed out";
+      case socket_errc::address_family_mismatch:
+        return "address family mismatched";
+      case socket_errc::path_too_long:
+        return "AF_UNIX path too long";
+      case socket_errc::empty_resolution:
+        return "getaddrinfo returns an empty list";
+      case socket_errc::illegal_address_string:
+        return "illegal IP address string";
+      case socket_errc::service_not_found:
+        return "service/proto not found";
+      case socket_errc::port_not_found:
+        return "port/proto not found";
+      case socket_errc::protocol_not_found:
+        return "protocol not found";
+      case socket_errc::interface_not_found:
+        return "no interface with this name";
+      case socket_errc::packed_length:
+        return "packed IP wrong length";
+      case socket_errc::port_out_of_range:
+        return "port must be 0-65535";
+      case socket_errc::flowinfo_out_of_range:
+        return "flowinfo must be 0-1048575";
+      case socket_errc::read_after_timeout:
+        return "cannot read from timed out object";
     }
     return "unknown pysock error";
   }
@@ -48,19 +61,24 @@ class socket_category_impl final : public std::error_category {
   // test one condition whether the kernel or the timeout said so.
   std::error_condition default_error_condition(int code) const noexcept override {
     switch (static_cast<socket_errc>(code)) {
-      case socket_errc::timed_out: return std::errc::timed_out;
-      case socket_errc::address_family_mismatch: return std::errc::address_family_not_supported;
-      case socket_errc::path_too_long: return std::errc::filename_too_long;
+      case socket_errc::timed_out:
+        return std::errc::timed_out;
+      case socket_errc::address_family_mismatch:
+        return std::errc::address_family_not_supported;
+      case socket_errc::path_too_long:
+        return std::errc::filename_too_long;
       case socket_errc::illegal_address_string:
       case socket_errc::packed_length:
       case socket_errc::port_out_of_range:
-      case socket_errc::flowinfo_out_of_range: return std::errc::invalid_argument;
+      case socket_errc::flowinfo_out_of_range:
+        return std::errc::invalid_argument;
       case socket_errc::empty_resolution:
       case socket_errc::service_not_found:
       case socket_errc::port_not_found:
       case socket_errc::protocol_not_found:
       case socket_errc::interface_not_found:
-      case socket_errc::read_after_timeout: break;
+      case socket_errc::read_after_timeout:
+        break;
     }
     return {code, *this};
   }
@@ -123,23 +141,38 @@ std::string_view python_exception_name(std::error_code ec) noexcept {
   switch (ec.value()) {
     case EAGAIN:
     case EALREADY:
-    case EINPROGRESS: return "BlockingIOError";
-    case EINTR: return "InterruptedError";
+    case EINPROGRESS:
+      return "BlockingIOError";
+    case EINTR:
+      return "InterruptedError";
     case EPIPE:
-    case ESHUTDOWN: return "BrokenPipeError";
-    case ECONNABORTED: return "ConnectionAbortedError";
-    case ECONNREFUSED: return "ConnectionRefusedError";
-    case ECONNRESET: return "ConnectionResetError";
-    case ETIMEDOUT: return "TimeoutError";
-    case ENOENT: return "FileNotFoundError";
-    case EEXIST: return "FileExistsError";
+    case ESHUTDOWN:
+      return "BrokenPipeError";
+    case ECONNABORTED:
+      return "ConnectionAbortedError";
+    case ECONNREFUSED:
+      return "ConnectionRefusedError";
+    case ECONNRESET:
+      return "ConnectionResetError";
+    case ETIMEDOUT:
+      return "TimeoutError";
+    case ENOENT:
+      return "FileNotFoundError";
+    case EEXIST:
+      return "FileExistsError";
     case EACCES:
-    case EPERM: return "PermissionError";
-    case EISDIR: return "IsADirectoryError";
-    case ENOTDIR: return "NotADirectoryError";
-    case ECHILD: return "ChildProcessError";
-    case ESRCH: return "ProcessLookupError";
-    default: return "OSError";
+    case EPERM:
+      return "PermissionError";
+    case EISDIR:
+      return "IsADirectoryError";
+    case ENOTDIR:
+      return "NotADirectoryError";
+    case ECHILD:
+      return "ChildProcessError";
+    case ESRCH:
+      return "ProcessLookupError";
+    default:
+      return "OSError";
   }
 }
 

@@ -46,7 +46,7 @@ inline std::optional<steady::time_point> deadline_after(std::int64_t timeout_ns)
 // poll() is retried on EINTR with the remaining time recomputed (PEP 475), so
 // a stream of signals cannot stretch the timeout.
 inline bool wait_ready(int fd, short events, const std::optional<steady::time_point>& deadline,
-                std::error_code& ec) noexcept {
+                       std::error_code& ec) noexcept {
   for (;;) {
     int timeout_ms = -1;
     if (deadline) {

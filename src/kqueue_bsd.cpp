@@ -8,10 +8,11 @@
 // BSD or Darwin. Written against kqueue(2)/kevent(2) and CPython's
 // Modules/selectmodule.c (kqueue_queue_control_impl), and kept to plain
 // POSIX + <sys/event.h> so that it has the best chance of building as is.
-#include <sys/types.h>
+#include <sys/types.h>  // first: older BSD and Solaris headers below need it
+
+#include <fcntl.h>
 #include <sys/event.h>
 #include <sys/time.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>

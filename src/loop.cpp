@@ -94,7 +94,7 @@ void* allocate_frame(std::size_t size) {
     --cache.counts[c];
     return b;
   }
-  return ::operator new(std::size_t{64} << c);
+  return ::operator new (std::size_t{64} << c);
 #endif
 }
 
@@ -239,7 +239,8 @@ struct loop_remote {
 
 std::error_code check_nonblocking(const socket& s, const char* call) {
   if (s.getblocking() && !s.closed())
-    throw std::invalid_argument(std::string(call) + ": the socket must be non-blocking (setblocking(false))");
+    throw std::invalid_argument(std::string(call) +
+                                ": the socket must be non-blocking (setblocking(false))");
   return {};
 }
 
@@ -438,7 +439,8 @@ bool event::waiter::await_suspend(std::coroutine_handle<> h) {
 callback_handle::callback_handle(detail::callback_state* state) noexcept : state_(state) {
   if (state_) ++state_->refs;
 }
-callback_handle::callback_handle(const callback_handle& other) noexcept : callback_handle(other.state_) {}
+callback_handle::callback_handle(const callback_handle& other) noexcept
+    : callback_handle(other.state_) {}
 callback_handle& callback_handle::operator=(const callback_handle& other) noexcept {
   callback_handle copy(other);
   std::swap(state_, copy.state_);
@@ -453,14 +455,16 @@ callback_handle& callback_handle::operator=(callback_handle&& other) noexcept {
 void callback_handle::cancel() noexcept {
   if (state_ == nullptr || state_->cancelled) return;
   state_->cancelled = true;
-  if (state_->is_timer && state_->heap_index != detail::timer_node::not_queued && state_->loop != nullptr) {
+  if (state_->is_timer && state_->heap_index != detail::timer_node::not_queued &&
+      state_->loop != nullptr) {
     state_->loop->remove_timer(state_);
     detail::release(state_);  // the heap's reference
   }
 }
 
 loop_clock::time_point callback_handle::when() const {
-  if (state_ == nullptr || !state_->is_timer) throw invalid_state_error("when(): not a timer handle");
+  if (state_ == nullptr || !state_->is_timer)
+    throw invalid_state_error("when(): not a timer handle");
   return state_->when;
 }
 
@@ -470,9 +474,12 @@ loop_clock::time_point callback_handle::when() const {
 
 const char* to_string(loop_backend backend) noexcept {
   switch (backend) {
-    case loop_backend::automatic: return "automatic";
-    case loop_backend::epoll: return "epoll";
-    case loop_backend::io_uring: return "io_uring";
+    case loop_backend::automatic:
+      return "automatic";
+    case loop_backend::epoll:
+      return "epoll";
+    case loop_backend::io_uring:
+      return "io_uring";
   }
   return "unknown";
 }
@@ -495,14 +502,16 @@ loop_backend choose_backend(loop_backend requested) {
       if (name == "io_uring") {
         requested = loop_backend::io_uring;
       } else if (name != "epoll") {
-        log_once(logged_bad_name, "PYSOCK_LOOP=" + std::string(name) + " names no backend (epoll, io_uring); using epoll");
+        log_once(logged_bad_name, "PYSOCK_LOOP=" + std::string(name) +
+                                      " names no backend (epoll, io_uring); using epoll");
       }
     }
   }
   if (requested == loop_backend::io_uring) {
     // The io_uring proactor is not part of this version; a request for it
     // must never stop a program from running, so it degrades to epoll.
-    log_once(logged_no_uring, "the io_uring backend is not built into this version of pysock; using epoll");
+    log_once(logged_no_uring,
+             "the io_uring backend is not built into this version of pysock; using epoll");
     return loop_backend::epoll;
   }
   return requested;
@@ -594,7 +603,8 @@ event_loop::~event_loop() {
   // 4. Descriptor callbacks (add_reader/add_writer).
   for (std::size_t fd = 0; fd < fds_.size(); ++fd) {
     for (detail::io_op* op : {fds_[fd].reader, fds_[fd].writer}) {
-      if (op != nullptr && op->kind == detail::op_kind::fd_callback) clear_fd_callback(static_cast<int>(fd), op->write);
+      if (op != nullptr && op->kind == detail::op_kind::fd_callback)
+        clear_fd_callback(static_cast<int>(fd), op->write);
     }
   }
   // 5. Signals back to what they were.
@@ -616,7 +626,8 @@ struct running_guard {
   bool& stopping;
   running_guard(event_loop* l, bool& r, bool& s) : loop(l), running(r), stopping(s) {
     if (running) throw std::runtime_error("This event loop is already running");
-    if (running_loop != nullptr) throw std::runtime_error("Cannot run the event loop while another loop is running");
+    if (running_loop != nullptr)
+      throw std::runtime_error("Cannot run the event loop while another loop is running");
     running = true;
     running_loop = loop;
   }
@@ -876,8 +887,10 @@ void event_loop::heap_down(std::size_t i) noexcept {
 // ---------------------------------------------------------------------------
 
 void event_loop::add_signal_handler(int sig, std::function<void()> fn) {
-  if (sig <= 0 || sig >= NSIG) throw std::invalid_argument("add_signal_handler: signal number out of range");
-  if (sig == SIGKILL || sig == SIGSTOP) throw std::invalid_argument("add_signal_handler: SIGKILL and SIGSTOP cannot be caught");
+  if (sig <= 0 || sig >= NSIG)
+    throw std::invalid_argument("add_signal_handler: signal number out of range");
+  if (sig == SIGKILL || sig == SIGSTOP)
+    throw std::invalid_argument("add_signal_handler: SIGKILL and SIGSTOP cannot be caught");
   if (!fn) throw std::invalid_argument("add_signal_handler: empty callback");
   if (!sigismember(&signal_mask_, sig)) {
     sigset_t one, old;
@@ -1038,9 +1051,11 @@ bool event_loop::connect_op::perform() noexcept {
   return true;
 }
 
-event_loop::recv_into_op event_loop::sock_recv_into(socket& s, mutable_buffer buffer, std::size_t nbytes) {
+event_loop::recv_into_op event_loop::sock_recv_into(socket& s, mutable_buffer buffer,
+                                                    std::size_t nbytes) {
   detail::check_nonblocking(s, "sock_recv_into");
-  if (nbytes > buffer.size()) throw std::invalid_argument("sock_recv_into: nbytes is larger than the buffer");
+  if (nbytes > buffer.size())
+    throw std::invalid_argument("sock_recv_into: nbytes is larger than the buffer");
   return recv_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes, {});
 }
 
@@ -1057,7 +1072,8 @@ event_loop::sendall_op event_loop::sock_sendall(socket& s, const_buffer data) {
 event_loop::sendto_op event_loop::sock_sendto(socket& s, const_buffer data, const address& addr) {
   detail::check_nonblocking(s, "sock_sendto");
   if (addr.needs_resolution() && !addr.host().empty() && addr.host() != "<broadcast>")
-    throw std::invalid_argument("sock_sendto: the address must be numeric, not the name '" + addr.host() + "'");
+    throw std::invalid_argument("sock_sendto: the address must be numeric, not the name '" +
+                                addr.host() + "'");
   std::error_code ec;
   const sockaddr_buffer to = addr.to_sockaddr(s.family(), ec);
   return sendto_op(*this, s.fileno(), data, to, ec);
@@ -1068,10 +1084,13 @@ event_loop::recvfrom_op event_loop::sock_recvfrom(socket& s, std::size_t n) {
   return recvfrom_op(*this, s.fileno(), n, {});
 }
 
-event_loop::recvfrom_into_op event_loop::sock_recvfrom_into(socket& s, mutable_buffer buffer, std::size_t nbytes) {
+event_loop::recvfrom_into_op event_loop::sock_recvfrom_into(socket& s, mutable_buffer buffer,
+                                                            std::size_t nbytes) {
   detail::check_nonblocking(s, "sock_recvfrom_into");
-  if (nbytes > buffer.size()) throw std::invalid_argument("sock_recvfrom_into: nbytes is larger than the buffer");
-  return recvfrom_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes, {});
+  if (nbytes > buffer.size())
+    throw std::invalid_argument("sock_recvfrom_into: nbytes is larger than the buffer");
+  return recvfrom_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes,
+                          {});
 }
 
 event_loop::accept_op event_loop::sock_accept(socket& listener) {

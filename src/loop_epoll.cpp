@@ -37,7 +37,9 @@ bool is_active(const fd_entry& e) noexcept {
   return e.reader != nullptr || e.writer != nullptr || e.attached;
 }
 
-bool is_callback(const io_op* op) noexcept { return op != nullptr && op->kind == op_kind::fd_callback; }
+bool is_callback(const io_op* op) noexcept {
+  return op != nullptr && op->kind == op_kind::fd_callback;
+}
 
 int epoll_update(int epfd, int op, int fd, std::uint32_t events) noexcept {
   epoll_event ev{};
@@ -60,7 +62,8 @@ std::size_t event_loop::active_descriptor_count() const noexcept { return active
 // Brings the kernel's registration of a non-attached descriptor in line with
 // its slots; throws std::system_error with the errno when epoll refuses.
 void event_loop::update_registration(int fd, detail::fd_entry& e) {
-  const std::uint32_t want = (e.reader != nullptr ? EPOLLIN : 0u) | (e.writer != nullptr ? EPOLLOUT : 0u);
+  const std::uint32_t want =
+      (e.reader != nullptr ? EPOLLIN : 0u) | (e.writer != nullptr ? EPOLLOUT : 0u);
   const bool persistent = detail::is_callback(e.reader) || detail::is_callback(e.writer);
   if (want == 0) {
     // Nothing waits. A fired one-shot registration can stay in the set (the
@@ -106,10 +109,11 @@ bool event_loop::start_wait(detail::io_op* op) {
   detail::fd_entry& e = entry(op->fd);
   detail::io_op*& slot = op->write ? e.writer : e.reader;
   if (slot != nullptr) {
-    throw std::runtime_error("fd " + std::to_string(op->fd) + ": another " +
-                             (detail::is_callback(slot) ? std::string("add_reader/add_writer callback")
-                                                        : std::string("coroutine")) +
-                             " is already waiting to " + (op->write ? "write" : "read") + " this descriptor");
+    throw std::runtime_error(
+        "fd " + std::to_string(op->fd) + ": another " +
+        (detail::is_callback(slot) ? std::string("add_reader/add_writer callback")
+                                   : std::string("coroutine")) +
+        " is already waiting to " + (op->write ? "write" : "read") + " this descriptor");
   }
   const bool was_active = detail::is_active(e);
   slot = op;
@@ -178,23 +182,44 @@ bool event_loop::run_op(detail::io_op* op) {
   using detail::op_kind;
   bool finished = false;
   switch (op->kind) {
-    case op_kind::recv_into: finished = static_cast<recv_into_op*>(op)->perform(); break;
-    case op_kind::recv: finished = static_cast<recv_op*>(op)->perform(); break;
-    case op_kind::sendall: finished = static_cast<sendall_op*>(op)->perform(); break;
-    case op_kind::sendto: finished = static_cast<sendto_op*>(op)->perform(); break;
-    case op_kind::recvfrom: finished = static_cast<recvfrom_op*>(op)->perform(); break;
-    case op_kind::recvfrom_into: finished = static_cast<recvfrom_into_op*>(op)->perform(); break;
-    case op_kind::accept: finished = static_cast<accept_op*>(op)->perform(); break;
-    case op_kind::connect: finished = static_cast<connect_op*>(op)->perform(); break;
-    case op_kind::stream_fill: finished = detail::stream_fill_perform(op); break;
-    case op_kind::stream_flush: finished = detail::stream_flush_perform(op); break;
+    case op_kind::recv_into:
+      finished = static_cast<recv_into_op*>(op)->perform();
+      break;
+    case op_kind::recv:
+      finished = static_cast<recv_op*>(op)->perform();
+      break;
+    case op_kind::sendall:
+      finished = static_cast<sendall_op*>(op)->perform();
+      break;
+    case op_kind::sendto:
+      finished = static_cast<sendto_op*>(op)->perform();
+      break;
+    case op_kind::recvfrom:
+      finished = static_cast<recvfrom_op*>(op)->perform();
+      break;
+    case op_kind::recvfrom_into:
+      finished = static_cast<recvfrom_into_op*>(op)->perform();
+      break;
+    case op_kind::accept:
+      finished = static_cast<accept_op*>(op)->perform();
+      break;
+    case op_kind::connect:
+      finished = static_cast<connect_op*>(op)->perform();
+      break;
+    case op_kind::stream_fill:
+      finished = detail::stream_fill_perform(op);
+      break;
+    case op_kind::stream_flush:
+      finished = detail::stream_flush_perform(op);
+      break;
     case op_kind::fd_callback: {
       auto* cb = static_cast<detail::fd_callback_op*>(op);
       cb->running = true;
       try {
         cb->fn();
       } catch (...) {
-        std::fprintf(stderr, "pysock: exception in add_reader/add_writer callback for fd %d\n", op->fd);
+        std::fprintf(stderr, "pysock: exception in add_reader/add_writer callback for fd %d\n",
+                     op->fd);
       }
       cb->running = false;
       if (cb->removed) delete cb;
@@ -277,11 +302,13 @@ void event_loop::attach(int fd) {
   detail::fd_entry& e = entry(fd);
   if (e.attached) return;
   if (e.reader != nullptr || e.writer != nullptr)
-    throw std::runtime_error("fd " + std::to_string(fd) + " has waits pending; cannot attach it to a stream");
+    throw std::runtime_error("fd " + std::to_string(fd) +
+                             " has waits pending; cannot attach it to a stream");
   const std::uint32_t flags = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   int err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
   if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
-  if (err != 0) throw_os_error({err, std::system_category()}, "epoll_ctl(fd " + std::to_string(fd) + ")");
+  if (err != 0)
+    throw_os_error({err, std::system_category()}, "epoll_ctl(fd " + std::to_string(fd) + ")");
   e.attached = true;
   e.in_epoll = true;
   e.armed = true;
@@ -320,7 +347,9 @@ void event_loop::set_fd_callback(int fd, bool write, std::function<void()> fn) {
   op->loop = this;
   op->fd = fd;
   op->fn = std::move(fn);
-  if (!start_wait(op.get())) throw_os_error(op->ec, (write ? "add_writer(fd " : "add_reader(fd ") + std::to_string(fd) + ")");
+  if (!start_wait(op.get()))
+    throw_os_error(op->ec,
+                   (write ? "add_writer(fd " : "add_reader(fd ") + std::to_string(fd) + ")");
   op.release();  // owned by the descriptor's slot now
 }
 
@@ -339,8 +368,12 @@ bool event_loop::clear_fd_callback(int fd, bool write) {
   return true;
 }
 
-void event_loop::add_reader(int fd, std::function<void()> fn) { set_fd_callback(fd, false, std::move(fn)); }
-void event_loop::add_writer(int fd, std::function<void()> fn) { set_fd_callback(fd, true, std::move(fn)); }
+void event_loop::add_reader(int fd, std::function<void()> fn) {
+  set_fd_callback(fd, false, std::move(fn));
+}
+void event_loop::add_writer(int fd, std::function<void()> fn) {
+  set_fd_callback(fd, true, std::move(fn));
+}
 bool event_loop::remove_reader(int fd) { return clear_fd_callback(fd, false); }
 bool event_loop::remove_writer(int fd) { return clear_fd_callback(fd, true); }
 

@@ -5,9 +5,9 @@
 
 #include <cstring>
 
-#include "io_wait.hpp"
 #include <stdexcept>
 #include <string>
+#include "io_wait.hpp"
 
 namespace pysock {
 
@@ -20,7 +20,8 @@ socket_stream socket::makefile(std::string_view mode) const {
   return socket_stream(dup(), mode);
 }
 
-socket_streambuf::socket_streambuf(socket sock, bool readable, bool writable, std::size_t buffer_size)
+socket_streambuf::socket_streambuf(socket sock, bool readable, bool writable,
+                                   std::size_t buffer_size)
     : sock_(std::move(sock)),
       in_(readable ? buffer_size : 0),
       out_(writable ? buffer_size : 0),
@@ -50,7 +51,8 @@ socket_streambuf::int_type socket_streambuf::underflow() {
   // Python refuses to read after a timeout: how much of the stream was
   // consumed is unknown. A plain os_error, not timeout_error, so a caller
   // that retries on timeouts does not spin on this.
-  if (timed_out_) throw os_error(make_error_code(socket_errc::read_after_timeout), "makefile: recv()");
+  if (timed_out_)
+    throw os_error(make_error_code(socket_errc::read_after_timeout), "makefile: recv()");
   std::error_code ec;
   std::size_t n = 0;
   for (;;) {
@@ -158,7 +160,10 @@ parsed_mode parse_mode(std::string_view mode) {
     return std::invalid_argument("invalid mode '" + std::string(mode) + "' (only r, w, b allowed)");
   };
   for (const char c : mode) {
-    bool* flag = c == 'r' ? &parsed.readable : c == 'w' ? &parsed.writable : c == 'b' ? &binary : nullptr;
+    bool* flag = c == 'r'   ? &parsed.readable
+                 : c == 'w' ? &parsed.writable
+                 : c == 'b' ? &binary
+                            : nullptr;
     if (flag == nullptr || *flag) throw invalid();
     *flag = true;
   }

@@ -73,10 +73,12 @@ constexpr std::size_t max_ancillary_buffer = std::size_t{1} << 20;
 // results cannot be handed to the caller, so none is leaked.
 void close_received_descriptors(const msghdr& msg) noexcept {
   const auto* end = static_cast<const unsigned char*>(msg.msg_control) + msg.msg_controllen;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
+       c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
     std::size_t length = c->cmsg_len > CMSG_LEN(0) ? c->cmsg_len - CMSG_LEN(0) : 0;
-    if (CMSG_DATA(c) + length > end) length = CMSG_DATA(c) < end ? static_cast<std::size_t>(end - CMSG_DATA(c)) : 0;
+    if (CMSG_DATA(c) + length > end)
+      length = CMSG_DATA(c) < end ? static_cast<std::size_t>(end - CMSG_DATA(c)) : 0;
     const std::size_t count = length / sizeof(int);
     for (std::size_t i = 0; i < count; ++i) {
       int fd;
@@ -89,12 +91,14 @@ void close_received_descriptors(const msghdr& msg) noexcept {
 std::vector<ancillary> parse_ancillary(const msghdr& msg) {
   std::vector<ancillary> items;
   const auto* end = static_cast<const unsigned char*>(msg.msg_control) + msg.msg_controllen;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
+       c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
     const unsigned char* data = CMSG_DATA(c);
     std::size_t length = c->cmsg_len > CMSG_LEN(0) ? c->cmsg_len - CMSG_LEN(0) : 0;
     // A truncated item (MSG_CTRUNC) may claim more than the buffer holds.
     if (data + length > end) length = data < end ? static_cast<std::size_t>(end - data) : 0;
-    items.push_back({c->cmsg_level, c->cmsg_type, bytes(reinterpret_cast<const char*>(data), length)});
+    items.push_back(
+        {c->cmsg_level, c->cmsg_type, bytes(reinterpret_cast<const char*>(data), length)});
   }
   return items;
 }
@@ -102,17 +106,20 @@ std::vector<ancillary> parse_ancillary(const msghdr& msg) {
 }  // namespace
 
 std::size_t cmsg_len(std::size_t data_length) {
-  if (data_length > INT_MAX - CMSG_SPACE(0)) throw std::out_of_range("CMSG_LEN() argument out of range");
+  if (data_length > INT_MAX - CMSG_SPACE(0))
+    throw std::out_of_range("CMSG_LEN() argument out of range");
   return CMSG_LEN(data_length);
 }
 
 std::size_t cmsg_space(std::size_t data_length) {
-  if (data_length > INT_MAX - 2 * CMSG_SPACE(0)) throw std::out_of_range("CMSG_SPACE() argument out of range");
+  if (data_length > INT_MAX - 2 * CMSG_SPACE(0))
+    throw std::out_of_range("CMSG_SPACE() argument out of range");
   return CMSG_SPACE(data_length);
 }
 
-std::size_t socket::sendmsg(std::span<const const_buffer> buffers, std::span<const ancillary> ancdata,
-                            int flags, const pysock::address& addr, std::error_code& ec) {
+std::size_t socket::sendmsg(std::span<const const_buffer> buffers,
+                            std::span<const ancillary> ancdata, int flags,
+                            const pysock::address& addr, std::error_code& ec) {
   iovec_array iov(buffers);
   msghdr msg{};
   msg.msg_iov = iov.data();
@@ -145,16 +152,18 @@ std::size_t socket::sendmsg(std::span<const const_buffer> buffers, std::span<con
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
-std::size_t socket::sendmsg(std::span<const const_buffer> buffers, std::span<const ancillary> ancdata,
-                            int flags, const pysock::address& addr) {
+std::size_t socket::sendmsg(std::span<const const_buffer> buffers,
+                            std::span<const ancillary> ancdata, int flags,
+                            const pysock::address& addr) {
   std::error_code ec;
   const std::size_t n = sendmsg(buffers, ancdata, flags, addr, ec);
-  if (ec) throw_os_error(ec, addr.empty() ? describe("sendmsg") : "sendmsg(" + addr.to_string() + ")");
+  if (ec)
+    throw_os_error(ec, addr.empty() ? describe("sendmsg") : "sendmsg(" + addr.to_string() + ")");
   return n;
 }
 
-recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers, std::size_t ancbufsize,
-                                         int flags, std::error_code& ec) {
+recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers,
+                                         std::size_t ancbufsize, int flags, std::error_code& ec) {
   recvmsg_into_result result;
   if (ancbufsize > max_ancillary_buffer) {
     ec = std::make_error_code(std::errc::invalid_argument);
@@ -193,9 +202,10 @@ recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers
   return result;
 }
 
-recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers, std::size_t ancbufsize,
-                                         int flags) {
-  if (ancbufsize > max_ancillary_buffer) throw std::invalid_argument("invalid ancillary data buffer length");
+recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers,
+                                         std::size_t ancbufsize, int flags) {
+  if (ancbufsize > max_ancillary_buffer)
+    throw std::invalid_argument("invalid ancillary data buffer length");
   std::error_code ec;
   recvmsg_into_result result = recvmsg_into(buffers, ancbufsize, flags, ec);
   if (ec) throw_os_error(ec, describe("recvmsg_into"));
@@ -203,16 +213,19 @@ recvmsg_into_result socket::recvmsg_into(std::span<const mutable_buffer> buffers
 }
 
 recvmsg_result socket::recvmsg(std::size_t bufsize, std::size_t ancbufsize, int flags) {
-  if (ancbufsize > max_ancillary_buffer) throw std::invalid_argument("invalid ancillary data buffer length");
+  if (ancbufsize > max_ancillary_buffer)
+    throw std::invalid_argument("invalid ancillary data buffer length");
   bytes data(bufsize, '\0');
   const mutable_buffer buffer(data);
   std::error_code ec;
-  recvmsg_into_result received = recvmsg_into(std::span<const mutable_buffer>(&buffer, 1), ancbufsize, flags, ec);
+  recvmsg_into_result received =
+      recvmsg_into(std::span<const mutable_buffer>(&buffer, 1), ancbufsize, flags, ec);
   if (ec) throw_os_error(ec, describe("recvmsg"));
   // With MSG_TRUNC the kernel reports the datagram's real length, which may
   // exceed what fitted: the data is what fitted.
   data.resize(std::min(received.nbytes, bufsize));
-  return {std::move(data), std::move(received.ancdata), received.msg_flags, std::move(received.address)};
+  return {std::move(data), std::move(received.ancdata), received.msg_flags,
+          std::move(received.address)};
 }
 
 // --- descriptor passing ---------------------------------------------------------
@@ -231,9 +244,10 @@ void file_descriptor::close() noexcept {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
-std::size_t send_fds(socket& sock, std::span<const const_buffer> buffers, std::span<const int> fds, int flags,
-                     const address& addr) {
-  ancillary rights{SOL_SOCKET, SCM_RIGHTS, bytes(reinterpret_cast<const char*>(fds.data()), fds.size_bytes())};
+std::size_t send_fds(socket& sock, std::span<const const_buffer> buffers, std::span<const int> fds,
+                     int flags, const address& addr) {
+  ancillary rights{SOL_SOCKET, SCM_RIGHTS,
+                   bytes(reinterpret_cast<const char*>(fds.data()), fds.size_bytes())};
   return sock.sendmsg(buffers, std::span<const ancillary>(&rights, 1), flags, addr);
 }
 
@@ -242,14 +256,16 @@ recv_fds_result recv_fds(socket& sock, std::size_t bufsize, std::size_t maxfds, 
   // one descriptor more than asked for.
   if (maxfds > (std::size_t{1} << 20) / sizeof(int))
     throw std::invalid_argument("recv_fds: maxfds too large (" + std::to_string(maxfds) + ")");
-  recvmsg_result received = sock.recvmsg(bufsize, maxfds ? cmsg_len(maxfds * sizeof(int)) : 0, flags);
+  recvmsg_result received =
+      sock.recvmsg(bufsize, maxfds ? cmsg_len(maxfds * sizeof(int)) : 0, flags);
   recv_fds_result result;
   // Take ownership of every descriptor before anything can throw: reserve
   // (which may) first, then wrap (which cannot). A trailing partial int is
   // dropped, as in Python.
   std::size_t count = 0;
   for (const ancillary& item : received.ancdata) {
-    if (item.level == SOL_SOCKET && item.type == SCM_RIGHTS) count += item.data.size() / sizeof(int);
+    if (item.level == SOL_SOCKET && item.type == SCM_RIGHTS)
+      count += item.data.size() / sizeof(int);
   }
   try {
     result.fds.reserve(count);

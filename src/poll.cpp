@@ -104,7 +104,8 @@ void poll_object::modify(selectable fd, unsigned eventmask) {
 void poll_object::unregister(selectable fd) {
   const int n = checked_fd(fd);
   const auto it = index_.find(n);
-  if (it == index_.end()) throw key_error("poll.unregister(" + std::to_string(n) + "): not registered");
+  if (it == index_.end())
+    throw key_error("poll.unregister(" + std::to_string(n) + "): not registered");
   // Swap-remove keeps fds_ one dense block for poll(2) without shifting.
   const std::size_t pos = it->second;
   index_.erase(it);

@@ -39,7 +39,8 @@ using addrinfo_list = std::unique_ptr<addrinfo, addrinfo_deleter>;
 // ("localhost\0.evil.example" → "localhost"): refuse it, as Python does.
 std::string null_terminated(std::string_view text) {
   if (text.find('\0') != std::string_view::npos)
-    throw std::invalid_argument("embedded null character in \"" + std::string(text.substr(0, text.find('\0'))) + "...\"");
+    throw std::invalid_argument("embedded null character in \"" +
+                                std::string(text.substr(0, text.find('\0'))) + "...\"");
   return std::string(text);
 }
 
@@ -61,7 +62,8 @@ host_entry to_host_entry(const hostent& h) {
   for (char** alias = h.h_aliases; alias && *alias; ++alias) entry.aliases.emplace_back(*alias);
   char text[INET6_ADDRSTRLEN];
   for (char** a = h.h_addr_list; a && *a; ++a) {
-    if (::inet_ntop(h.h_addrtype, *a, text, sizeof text) != nullptr) entry.addresses.emplace_back(text);
+    if (::inet_ntop(h.h_addrtype, *a, text, sizeof text) != nullptr)
+      entry.addresses.emplace_back(text);
   }
   return entry;
 }
@@ -72,8 +74,8 @@ host_entry to_host_entry(const hostent& h) {
 
 }  // namespace
 
-std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, service port, int family,
-                                        int type, int proto, int flags) {
+std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, service port,
+                                        int family, int type, int proto, int flags) {
   addrinfo hints{};
   hints.ai_family = family;
   hints.ai_socktype = type;
@@ -85,8 +87,9 @@ std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, se
   const int saved_errno = errno;
   const addrinfo_list list(raw);
   if (rc != 0) {
-    throw_gai(rc, saved_errno, "getaddrinfo(" + (host ? host_text : std::string("None")) + ", " +
-                      (port.c_str() ? port.c_str() : "None") + ")");
+    throw_gai(rc, saved_errno,
+              "getaddrinfo(" + (host ? host_text : std::string("None")) + ", " +
+                  (port.c_str() ? port.c_str() : "None") + ")");
   }
   std::vector<addrinfo_entry> entries;
   for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
@@ -103,7 +106,8 @@ std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, se
 std::pair<std::string, std::string> getnameinfo(const address& sockaddr, int flags) {
   const std::string context = "getnameinfo(" + sockaddr.to_string() + ")";
   if (sockaddr.family() != AF_INET && sockaddr.family() != AF_INET6) {
-    if (sockaddr.needs_resolution()) throw_gai(EAI_NONAME, 0, context);  // Python: numeric hosts only
+    if (sockaddr.needs_resolution())
+      throw_gai(EAI_NONAME, 0, context);  // Python: numeric hosts only
     throw_os_error(make_error_code(socket_errc::address_family_mismatch), context);
   }
   std::error_code ec;
@@ -111,7 +115,8 @@ std::pair<std::string, std::string> getnameinfo(const address& sockaddr, int fla
   if (ec) throw_os_error(ec, context);
   char host[NI_MAXHOST];
   char serv[NI_MAXSERV];
-  const int rc = ::getnameinfo(target.get(), target.length, host, sizeof host, serv, sizeof serv, flags);
+  const int rc =
+      ::getnameinfo(target.get(), target.length, host, sizeof host, serv, sizeof serv, flags);
   if (rc != 0) throw_gai(rc, errno, context);
   return {host, serv};
 }
@@ -139,14 +144,16 @@ host_entry gethostbyname_ex(std::string_view name) {
   const int rc = with_growing_buffer(buffer, [&](char* data, std::size_t size) {
     return ::gethostbyname_r(text.c_str(), &result, data, size, &found, &h_error);
   });
-  if (rc != 0 || found == nullptr) throw_herror(h_error ? h_error : HOST_NOT_FOUND, "gethostbyname_ex(" + text + ")");
+  if (rc != 0 || found == nullptr)
+    throw_herror(h_error ? h_error : HOST_NOT_FOUND, "gethostbyname_ex(" + text + ")");
   return to_host_entry(*found);
 }
 
 host_entry gethostbyaddr(std::string_view ip_or_name) {
   const std::string context = "gethostbyaddr(" + std::string(ip_or_name) + ")";
   // Python resolves a name first (any family), then looks the address up.
-  const std::vector<addrinfo_entry> resolved = getaddrinfo(ip_or_name, service(), AF_UNSPEC, SOCK_STREAM);
+  const std::vector<addrinfo_entry> resolved =
+      getaddrinfo(ip_or_name, service(), AF_UNSPEC, SOCK_STREAM);
   if (resolved.empty()) throw_herror(HOST_NOT_FOUND, context);
   const address& addr = resolved.front().sockaddr;
   std::error_code ec;
@@ -197,7 +204,10 @@ int getservbyname(std::string_view name, std::optional<std::string_view> proto) 
     return ::getservbyname_r(name_text.c_str(), proto ? proto_text.c_str() : nullptr, &result, data,
                              size, &found);
   });
-  if (found == nullptr) throw_not_found(socket_errc::service_not_found, "getservbyname(" + name_text + (proto ? ", " + proto_text : std::string()) + ")");
+  if (found == nullptr)
+    throw_not_found(
+        socket_errc::service_not_found,
+        "getservbyname(" + name_text + (proto ? ", " + proto_text : std::string()) + ")");
   return ::ntohs(static_cast<std::uint16_t>(found->s_port));
 }
 
@@ -211,7 +221,10 @@ std::string getservbyport(int port, std::optional<std::string_view> proto) {
     return ::getservbyport_r(static_cast<int>(::htons(static_cast<std::uint16_t>(port))),
                              proto ? proto_text.c_str() : nullptr, &result, data, size, &found);
   });
-  if (found == nullptr) throw_not_found(socket_errc::port_not_found, "getservbyport(" + std::to_string(port) + (proto ? ", " + proto_text : std::string()) + ")");
+  if (found == nullptr)
+    throw_not_found(socket_errc::port_not_found, "getservbyport(" + std::to_string(port) +
+                                                     (proto ? ", " + proto_text : std::string()) +
+                                                     ")");
   return found->s_name;
 }
 
@@ -223,7 +236,8 @@ int getprotobyname(std::string_view name) {
   with_growing_buffer(buffer, [&](char* data, std::size_t size) {
     return ::getprotobyname_r(text.c_str(), &result, data, size, &found);
   });
-  if (found == nullptr) throw_not_found(socket_errc::protocol_not_found, "getprotobyname(" + text + ")");
+  if (found == nullptr)
+    throw_not_found(socket_errc::protocol_not_found, "getprotobyname(" + text + ")");
   return found->p_proto;
 }
 
@@ -249,8 +263,7 @@ unsigned if_nametoindex(std::string_view name) {
 
 std::string if_indextoname(unsigned index) {
   char name[IF_NAMESIZE + 1] = {};
-  if (::if_indextoname(index, name) == nullptr)
-  {
+  if (::if_indextoname(index, name) == nullptr) {
     const std::error_code ec = last_error();  // before the message allocates
     throw_os_error(ec, "if_indextoname(" + std::to_string(index) + ")");
   }

@@ -105,8 +105,14 @@ select_interest::select_interest() noexcept {
 
 void select_interest::set(int fd, bool read, bool write) noexcept {
   if (fd < 0 || fd >= FD_SETSIZE) return;  // the selector rejected it already
-  if (read) FD_SET(fd, &read_); else FD_CLR(fd, &read_);
-  if (write) FD_SET(fd, &write_); else FD_CLR(fd, &write_);
+  if (read)
+    FD_SET(fd, &read_);
+  else
+    FD_CLR(fd, &read_);
+  if (write)
+    FD_SET(fd, &write_);
+  else
+    FD_CLR(fd, &write_);
   if (read || write) {
     max_fd_ = std::max(max_fd_, fd);
   } else if (fd == max_fd_) {

@@ -60,16 +60,21 @@ constexpr std::size_t fallback_block = 64 * 1024;
 
 }  // namespace
 
-std::size_t socket::sendfile(int file_fd, std::uint64_t offset, std::optional<std::uint64_t> count) {
-  if (type_ != SOCK_STREAM) throw std::invalid_argument("sendfile: only SOCK_STREAM type sockets are supported");
-  if (count && *count == 0) throw std::invalid_argument("sendfile: count must be a positive integer (got 0)");
+std::size_t socket::sendfile(int file_fd, std::uint64_t offset,
+                             std::optional<std::uint64_t> count) {
+  if (type_ != SOCK_STREAM)
+    throw std::invalid_argument("sendfile: only SOCK_STREAM type sockets are supported");
+  if (count && *count == 0)
+    throw std::invalid_argument("sendfile: count must be a positive integer (got 0)");
   if (fd_ < 0) throw_os_error(detail::bad_descriptor(), "sendfile()");
-  struct stat info{};
+  struct stat info {};
   if (::fstat(file_fd, &info) != 0) {
     const std::error_code ec = last_error();  // before the message allocates
     throw_os_error(ec, "sendfile(file=" + std::to_string(file_fd) + ")");
   }
-  if (S_ISDIR(info.st_mode)) throw_os_error(std::make_error_code(std::errc::is_a_directory), "sendfile(file=" + std::to_string(file_fd) + ")");
+  if (S_ISDIR(info.st_mode))
+    throw_os_error(std::make_error_code(std::errc::is_a_directory),
+                   "sendfile(file=" + std::to_string(file_fd) + ")");
 
   const bool regular = S_ISREG(info.st_mode);
   std::uint64_t wanted = count.value_or(UINT64_MAX);
@@ -128,14 +133,14 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset, std::optional<st
     // Not a regular file (pipe, socket, device), or sendfile(2) refused it:
     // copy through user space. A stream cannot seek, so a non-zero offset on
     // a pipe is the ESPIPE error.
-    if ((regular || offset != 0) && ::lseek(file_fd, static_cast<off_t>(offset), SEEK_SET) < 0)
-    {
+    if ((regular || offset != 0) && ::lseek(file_fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
       const std::error_code seek_error = last_error();
       throw_os_error(seek_error, "sendfile(file=" + std::to_string(file_fd) + ")");
     }
     std::vector<char> block(fallback_block);
     while (!ec && sent < wanted && !end_of_file) {
-      const auto chunk = static_cast<std::size_t>(std::min<std::uint64_t>(wanted - sent, block.size()));
+      const auto chunk =
+          static_cast<std::size_t>(std::min<std::uint64_t>(wanted - sent, block.size()));
       const ssize_t got = ::read(file_fd, block.data(), chunk);
       if (got < 0) {
         if (errno == EINTR) continue;
@@ -148,7 +153,8 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset, std::optional<st
       }
       std::size_t written = 0;
       while (written < static_cast<std::size_t>(got)) {
-        const ssize_t n = ::send(fd_, block.data() + written, static_cast<std::size_t>(got) - written, MSG_NOSIGNAL);
+        const ssize_t n = ::send(fd_, block.data() + written,
+                                 static_cast<std::size_t>(got) - written, MSG_NOSIGNAL);
         if (n >= 0) {
           written += static_cast<std::size_t>(n);
           continue;

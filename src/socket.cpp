@@ -24,8 +24,8 @@ namespace {
 
 using detail::bad_descriptor;
 using detail::call_with_timeout;
-using detail::in_timeout_mode;
 using detail::deadline_after;
+using detail::in_timeout_mode;
 using detail::steady;
 using detail::timeout_flags;
 using detail::wait_ready;
@@ -156,9 +156,11 @@ std::string socket::describe(const char* call) const {
     socklen_t length = sizeof name;
     if (::getpeername(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0) {
       text += address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length).to_string();
-    } else if (length = sizeof name; ::getsockname(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0) {
+    } else if (length = sizeof name;
+               ::getsockname(fd_, reinterpret_cast<sockaddr*>(&name), &length) == 0) {
       // No peer (any more): say whose address this is.
-      const std::string local = address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length).to_string();
+      const std::string local =
+          address::from_sockaddr(reinterpret_cast<sockaddr*>(&name), length).to_string();
       if (!local.empty()) text += "local " + local;
     }
   }
@@ -220,7 +222,8 @@ void socket::connect_sockaddr(const sockaddr_buffer& target, std::error_code& ec
   if (::connect(fd_, target.get(), target.length) == 0) return;
   const int err = errno;
   const bool nonblocking = timeout_ns_ && *timeout_ns_ == 0;
-  const bool must_wait = (err == EINTR && !nonblocking) || (err == EINPROGRESS && in_timeout_mode(timeout_ns_));
+  const bool must_wait =
+      (err == EINTR && !nonblocking) || (err == EINPROGRESS && in_timeout_mode(timeout_ns_));
   if (!must_wait) {
     ec = {err, std::system_category()};
     return;
@@ -297,8 +300,8 @@ std::size_t socket::recv_into(mutable_buffer buffer, std::size_t nbytes, int fla
     return 0;
   }
   const int all_flags = flags | timeout_flags(timeout_ns_);
-  const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLIN, ec,
-                                      [&] { return ::recv(fd_, buffer.data(), wanted, all_flags); });
+  const ssize_t n = call_with_timeout(
+      fd_, timeout_ns_, POLLIN, ec, [&] { return ::recv(fd_, buffer.data(), wanted, all_flags); });
   return n < 0 ? 0 : static_cast<std::size_t>(n);
 }
 
@@ -431,10 +434,12 @@ std::pair<std::size_t, address> socket::recvfrom_into(mutable_buffer buffer, std
   const int all_flags = flags | timeout_flags(timeout_ns_);
   const ssize_t n = call_with_timeout(fd_, timeout_ns_, POLLIN, ec, [&] {
     length = sizeof peer;
-    return ::recvfrom(fd_, buffer.data(), wanted, all_flags, reinterpret_cast<sockaddr*>(&peer), &length);
+    return ::recvfrom(fd_, buffer.data(), wanted, all_flags, reinterpret_cast<sockaddr*>(&peer),
+                      &length);
   });
   if (n < 0) return {0, address()};
-  return {static_cast<std::size_t>(n), address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), length)};
+  return {static_cast<std::size_t>(n),
+          address::from_sockaddr(reinterpret_cast<sockaddr*>(&peer), length)};
 }
 
 std::pair<std::size_t, address> socket::recvfrom_into(mutable_buffer buffer, std::size_t nbytes,

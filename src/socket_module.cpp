@@ -21,7 +21,8 @@ std::pair<socket, socket> socketpair(int family, int type, int proto) {
   // rather than with an ioctl per end.
   const int flags = SOCK_CLOEXEC | (default_timeout ? SOCK_NONBLOCK : 0);
   int fds[2];
-  if (::socketpair(family, type | flags, proto, fds) != 0) throw_os_error(last_error(), "socketpair()");
+  if (::socketpair(family, type | flags, proto, fds) != 0)
+    throw_os_error(last_error(), "socketpair()");
   socket first(fds[0], family, type, proto);
   socket second(fds[1], family, type, proto);
   if (nonblocking_type) {
@@ -41,7 +42,8 @@ socket fromfd(int fd, int family, int type, int proto) {
   // wrapping it; checking the original spares a dup that would be closed.
   int kind = 0;
   socklen_t length = sizeof kind;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &kind, &length) != 0) throw_os_error(last_error(), context);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &kind, &length) != 0)
+    throw_os_error(last_error(), context);
   const int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) throw_os_error(last_error(), context);
   socket adopted(copy, family, type, proto);
@@ -50,7 +52,8 @@ socket fromfd(int fd, int family, int type, int proto) {
   return adopted;
 }
 
-exception_group::exception_group(const std::string& message, std::vector<std::exception_ptr> exceptions)
+exception_group::exception_group(const std::string& message,
+                                 std::vector<std::exception_ptr> exceptions)
     : std::runtime_error(message + " (" + std::to_string(exceptions.size()) + " sub-exception" +
                          (exceptions.size() == 1 ? "" : "s") + ")"),
       exceptions_(std::move(exceptions)) {}
@@ -84,7 +87,8 @@ socket create_connection(const address& addr, const connection_options& options)
     candidates.push_back({addr.family(), SOCK_STREAM, IPPROTO_TCP, {}, addr});
   }
   if (candidates.empty())
-    throw_os_error(make_error_code(socket_errc::empty_resolution), "create_connection(" + addr.to_string() + ")");
+    throw_os_error(make_error_code(socket_errc::empty_resolution),
+                   "create_connection(" + addr.to_string() + ")");
   std::vector<std::exception_ptr> failures;
   std::string attempts;
   for (const addrinfo_entry& candidate : candidates) {
@@ -127,8 +131,10 @@ bool has_dualstack_ipv6() noexcept {
 
 socket create_server(const address& addr, const server_options& options) {
   if (options.dualstack_ipv6) {
-    if (options.family != AF_INET6) throw std::invalid_argument("dualstack_ipv6 requires AF_INET6 family");
-    if (!has_dualstack_ipv6()) throw std::invalid_argument("dualstack_ipv6 not supported on this platform");
+    if (options.family != AF_INET6)
+      throw std::invalid_argument("dualstack_ipv6 requires AF_INET6 family");
+    if (!has_dualstack_ipv6())
+      throw std::invalid_argument("dualstack_ipv6 not supported on this platform");
   }
   if (options.reuse_port && options.family != AF_INET && options.family != AF_INET6)
     throw std::invalid_argument("reuse_port applies to AF_INET and AF_INET6 listeners");
@@ -155,7 +161,9 @@ socket create_server(const address& addr, const server_options& options) {
 }
 
 void close(int fd) {
-  if (fd < 0) throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "close(" + std::to_string(fd) + ")");
+  if (fd < 0)
+    throw_os_error(std::make_error_code(std::errc::bad_file_descriptor),
+                   "close(" + std::to_string(fd) + ")");
   if (::close(fd) != 0 && errno != ECONNRESET && errno != EINTR) {
     const std::error_code ec = last_error();  // before the message allocates
     throw_os_error(ec, "close(" + std::to_string(fd) + ")");

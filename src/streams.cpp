@@ -46,11 +46,13 @@ ssize_t retry_send(int fd, const char* data, std::size_t size) noexcept {
 struct stream_transport {
   struct fill_op : io_op {
     stream_transport* transport;
-    explicit fill_op(stream_transport* t) noexcept : io_op(op_kind::stream_fill, false), transport(t) {}
+    explicit fill_op(stream_transport* t) noexcept
+        : io_op(op_kind::stream_fill, false), transport(t) {}
   };
   struct flush_op : io_op {
     stream_transport* transport;
-    explicit flush_op(stream_transport* t) noexcept : io_op(op_kind::stream_flush, true), transport(t) {}
+    explicit flush_op(stream_transport* t) noexcept
+        : io_op(op_kind::stream_flush, true), transport(t) {}
   };
 
   event_loop* loop;
@@ -81,11 +83,16 @@ struct stream_transport {
   event closed_event;  // set when the socket is closed
 
   stream_transport(event_loop& l, socket s, const stream_limits& limits)
-      : loop(&l), sock(std::move(s)), fd(sock.fileno()), limit(limits.limit), high_water(limits.high_water),
+      : loop(&l),
+        sock(std::move(s)),
+        fd(sock.fileno()),
+        limit(limits.limit),
+        high_water(limits.high_water),
         low_water(limits.low_water.value_or(limits.high_water / 4)) {
     fill.loop = flush.loop = loop;
     fill.fd = flush.fd = fd;
-    if (low_water > high_water) throw std::invalid_argument("stream limits: low_water > high_water");
+    if (low_water > high_water)
+      throw std::invalid_argument("stream limits: low_water > high_water");
   }
   stream_transport(const stream_transport&) = delete;
   stream_transport& operator=(const stream_transport&) = delete;
@@ -248,7 +255,9 @@ bool stream_fill_perform(io_op* op) noexcept {
 bool stream_flush_perform(io_op* op) noexcept {
   return static_cast<stream_transport::flush_op*>(op)->transport->flush_once();
 }
-void stream_flush_done(io_op* op) noexcept { static_cast<stream_transport::flush_op*>(op)->transport->after_flush(); }
+void stream_flush_done(io_op* op) noexcept {
+  static_cast<stream_transport::flush_op*>(op)->transport->after_flush();
+}
 
 namespace {
 
@@ -278,7 +287,8 @@ struct fill_awaiter {
     if (t->fill.handle) t->loop->resumed(t->fill.owner, &t->fill);
     if (t->fill.cancelled) throw cancelled_error();
     if (t->fill.ec) throw_os_error(t->fill.ec, "stream read(fd " + std::to_string(t->fd) + ")");
-    if (t->read_error) throw_os_error(t->read_error, "stream read(fd " + std::to_string(t->fd) + ")");
+    if (t->read_error)
+      throw_os_error(t->read_error, "stream read(fd " + std::to_string(t->fd) + ")");
   }
 };
 
@@ -317,7 +327,8 @@ task<bytes> do_readexactly(std::shared_ptr<stream_transport> t, std::size_t n) {
 
 task<bytes> do_readuntil(std::shared_ptr<stream_transport> t, std::string separator) {
   check_reader(t);
-  if (separator.empty()) throw std::invalid_argument("readuntil: separator should be at least one-byte string");
+  if (separator.empty())
+    throw std::invalid_argument("readuntil: separator should be at least one-byte string");
   std::size_t from = 0;  // where the next search starts: no rescanning
   for (;;) {
     const std::string_view data = t->buffered();
@@ -385,10 +396,12 @@ task<void> do_wait_closed(std::shared_ptr<stream_transport> t) {
 // Errors
 // ---------------------------------------------------------------------------
 
-incomplete_read_error::incomplete_read_error(bytes partial_bytes, std::optional<std::size_t> expected_bytes)
-    : std::runtime_error(std::to_string(partial_bytes.size()) + " bytes read on a total of " +
-                         (expected_bytes ? std::to_string(*expected_bytes) : std::string("undefined")) +
-                         " expected bytes"),
+incomplete_read_error::incomplete_read_error(bytes partial_bytes,
+                                             std::optional<std::size_t> expected_bytes)
+    : std::runtime_error(
+          std::to_string(partial_bytes.size()) + " bytes read on a total of " +
+          (expected_bytes ? std::to_string(*expected_bytes) : std::string("undefined")) +
+          " expected bytes"),
       partial(std::move(partial_bytes)),
       expected(expected_bytes) {}
 
@@ -402,8 +415,12 @@ limit_overrun_error::limit_overrun_error(const std::string& message, std::size_t
 task<bytes> stream_reader::read(std::ptrdiff_t n) { return detail::do_read(t_, n); }
 task<bytes> stream_reader::readexactly(std::size_t n) { return detail::do_readexactly(t_, n); }
 task<bytes> stream_reader::readline() { return detail::do_readline(t_); }
-task<bytes> stream_reader::readuntil(std::string separator) { return detail::do_readuntil(t_, std::move(separator)); }
-task<std::size_t> stream_reader::read_into(mutable_buffer buffer) { return detail::do_read_into(t_, buffer); }
+task<bytes> stream_reader::readuntil(std::string separator) {
+  return detail::do_readuntil(t_, std::move(separator));
+}
+task<std::size_t> stream_reader::read_into(mutable_buffer buffer) {
+  return detail::do_read_into(t_, buffer);
+}
 bool stream_reader::at_eof() const noexcept { return t_ && t_->eof && t_->available() == 0; }
 
 namespace {
@@ -433,7 +450,9 @@ task<void> stream_writer::wait_closed() {
   checked(t_);
   return detail::do_wait_closed(t_);
 }
-std::size_t stream_writer::get_write_buffer_size() const noexcept { return t_ ? t_->pending_write() : 0; }
+std::size_t stream_writer::get_write_buffer_size() const noexcept {
+  return t_ ? t_->pending_write() : 0;
+}
 void stream_writer::set_write_buffer_limits(std::size_t high, std::optional<std::size_t> low) {
   auto& t = checked(t_);
   const std::size_t l = low.value_or(high / 4);
@@ -448,8 +467,10 @@ address stream_writer::peername() const { return checked(t_).sock.getpeername();
 address stream_writer::sockname() const { return checked(t_).sock.getsockname(); }
 socket& stream_writer::get_socket() const noexcept { return t_->sock; }
 
-std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket sock, const stream_limits& limits) {
-  if (sock.closed()) throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "make_streams");
+std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket sock,
+                                                     const stream_limits& limits) {
+  if (sock.closed())
+    throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "make_streams");
   sock.setblocking(false);
   // asyncio sets TCP_NODELAY on every TCP transport: a stream writes whole
   // messages, and Nagle plus delayed ACKs would stall small replies ~40 ms.
@@ -476,7 +497,8 @@ bool is_name(const address& a) {
 
 }  // namespace
 
-task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, stream_limits limits) {
+task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port,
+                                                              stream_limits limits) {
   event_loop& loop = get_running_loop();
   std::vector<address> candidates;
   const address given(host, port);
@@ -502,7 +524,8 @@ task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, 
   std::rethrow_exception(last);
 }
 
-task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, stream_limits limits) {
+task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path,
+                                                                   stream_limits limits) {
   event_loop& loop = get_running_loop();
   socket sock(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK);
   co_await loop.sock_connect(sock, address::unix_path(path));
@@ -543,8 +566,9 @@ struct server_state : std::enable_shared_from_this<server_state> {
 
 namespace {
 
-task<void> run_connection(std::shared_ptr<server_state> st, std::list<task_handle<void>>::iterator self,
-                          stream_reader reader, stream_writer writer) {
+task<void> run_connection(std::shared_ptr<server_state> st,
+                          std::list<task_handle<void>>::iterator self, stream_reader reader,
+                          stream_writer writer) {
   try {
     co_await st->handler(std::move(reader), std::move(writer));
   } catch (const cancelled_error&) {
@@ -584,7 +608,8 @@ task<void> accept_loop(std::shared_ptr<server_state> st) {
       if (is_resource_shortage(e.code())) {
         std::fprintf(stderr, "pysock: accept(): %s; pausing accepts for 100 ms\n", e.what());
         pause = true;
-      } else if (e.code() != std::errc::connection_aborted && e.code() != std::errc::protocol_error) {
+      } else if (e.code() != std::errc::connection_aborted &&
+                 e.code() != std::errc::protocol_error) {
         throw;
       }
     }
@@ -596,7 +621,8 @@ task<void> accept_loop(std::shared_ptr<server_state> st) {
     auto streams = make_streams(*st->loop, std::move(conn.first), st->config.limits);
     st->idle.clear();
     auto it = st->connections.emplace(st->connections.end());
-    *it = st->loop->create_task(run_connection(st, it, std::move(streams.first), std::move(streams.second)));
+    *it = st->loop->create_task(
+        run_connection(st, it, std::move(streams.first), std::move(streams.second)));
   }
 }
 
@@ -675,8 +701,9 @@ address server::sockname() const {
 
 std::size_t server::active_connections() const noexcept {
   if (!state_) return 0;
-  return static_cast<std::size_t>(std::count_if(state_->connections.begin(), state_->connections.end(),
-                                                [](const task_handle<void>& h) { return !h.done(); }));
+  return static_cast<std::size_t>(
+      std::count_if(state_->connections.begin(), state_->connections.end(),
+                    [](const task_handle<void>& h) { return !h.done(); }));
 }
 
 namespace {
@@ -702,11 +729,14 @@ task<server> start_server(connection_handler handler, socket listener, server_co
   co_return serve_listener(std::move(handler), std::move(listener), std::move(config));
 }
 
-task<server> start_server(connection_handler handler, std::string host, int port, server_config config) {
+task<server> start_server(connection_handler handler, std::string host, int port,
+                          server_config config) {
   event_loop& loop = get_running_loop();
   address where(host, port);
   if (is_name(where)) {
-    auto resolve = [host, port] { return getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE); };
+    auto resolve = [host, port] {
+      return getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE);
+    };
     std::vector<addrinfo_entry> found = co_await loop.run_in_thread(std::move(resolve));
     where = found.front().sockaddr;
   }
@@ -757,7 +787,8 @@ struct signal_mask_guard {
 
 }  // namespace
 
-void serve_forever(connection_handler handler, const std::string& host, int port, serve_options options) {
+void serve_forever(connection_handler handler, const std::string& host, int port,
+                   serve_options options) {
   if (!handler) throw std::invalid_argument("serve_forever: empty handler");
   unsigned count = options.threads;
   if (count == 0) count = std::max(1u, std::thread::hardware_concurrency());
@@ -765,7 +796,8 @@ void serve_forever(connection_handler handler, const std::string& host, int port
   // Listeners first, on this thread: the first one binds (port 0 lets the
   // kernel choose), the others bind to the port it got, all SO_REUSEPORT.
   address where(host, port);
-  if (is_name(where)) where = getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().sockaddr;
+  if (is_name(where))
+    where = getaddrinfo(host, port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().sockaddr;
   server_options listen_options;
   listen_options.family = where.family() == AF_UNSPEC ? AF_INET : where.family();
   listen_options.backlog = options.backlog;
@@ -811,7 +843,8 @@ void serve_forever(connection_handler handler, const std::string& host, int port
         server_config config;
         config.backlog = options.backlog;
         config.limits = options.limits;
-        server srv = loop.run_until_complete(start_server(handler, std::move(listeners[i]), config));
+        server srv =
+            loop.run_until_complete(start_server(handler, std::move(listeners[i]), config));
         {
           const std::lock_guard<std::mutex> lock(slots_mutex);
           slots[i].loop = &loop;

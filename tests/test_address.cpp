@@ -347,8 +347,8 @@ TEST(address, from_sockaddr_of_v4_mapped_ipv6_prints_ffff_form) {
 TEST(address, from_sockaddr_of_unnamed_unix_socket_has_empty_path) {
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
-  const auto a = pysock::address::from_sockaddr(reinterpret_cast<const sockaddr*>(&sun),
-                                                sizeof(sa_family_t));
+  const auto a =
+      pysock::address::from_sockaddr(reinterpret_cast<const sockaddr*>(&sun), sizeof(sa_family_t));
   EXPECT_EQ(a.family(), AF_UNIX);
   EXPECT_EQ(a.path(), "");
   EXPECT_FALSE(a.is_abstract());

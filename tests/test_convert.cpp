@@ -50,8 +50,8 @@ TEST(convert, inet_pton_ipv4_packs_four_bytes_in_network_order) {
 }
 
 TEST(convert, inet_pton_ipv4_is_strict_and_rejects_legacy_forms) {
-  for (const char* text : {"127.1", "1", "0x7f.0.0.1", "1.2.3.4.5", "256.0.0.0", "1.2.3.",
-                           "", "1.2.3.4 junk", "::1", "junk"}) {
+  for (const char* text : {"127.1", "1", "0x7f.0.0.1", "1.2.3.4.5", "256.0.0.0", "1.2.3.", "",
+                           "1.2.3.4 junk", "::1", "junk"}) {
     auto e = os_error_from([&] { pysock::inet_pton(AF_INET, text); });
     ASSERT_TRUE(e) << "inet_pton(AF_INET, \"" << text << "\") did not raise os_error";
     // Python: "illegal IP address string passed to inet_pton" (no errno).
@@ -67,17 +67,15 @@ TEST(convert, inet_pton_ipv6_packs_sixteen_bytes) {
   EXPECT_EQ(pysock::inet_pton(AF_INET6, "::1"), std::string(15, '\0') + "\x01"s);
   EXPECT_EQ(pysock::inet_pton(AF_INET6, "::ffff:1.2.3.4"),
             std::string(10, '\0') + "\xff\xff\x01\x02\x03\x04"s);
-  EXPECT_EQ(pysock::inet_pton(AF_INET6, "fe80::1"),
-            "\xfe\x80"s + std::string(13, '\0') + "\x01"s);
+  EXPECT_EQ(pysock::inet_pton(AF_INET6, "fe80::1"), "\xfe\x80"s + std::string(13, '\0') + "\x01"s);
   EXPECT_EQ(pysock::inet_pton(AF_INET6, "2001:db8:85a3::8a2e:370:7334"),
             "\x20\x01\x0d\xb8\x85\xa3\x00\x00\x00\x00\x8a\x2e\x03\x70\x73\x34"s);
-  EXPECT_EQ(pysock::inet_pton(AF_INET6, "AD42:ABC::"),
-            "\xad\x42\x0a\xbc"s + std::string(12, '\0'));
+  EXPECT_EQ(pysock::inet_pton(AF_INET6, "AD42:ABC::"), "\xad\x42\x0a\xbc"s + std::string(12, '\0'));
 }
 
 TEST(convert, inet_pton_ipv6_rejects_malformed_text) {
-  for (const char* text : {":::", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "g::", "::1%lo",
-                           "1::2::3", "127.0.0.1", "", "0x20::"}) {
+  for (const char* text : {":::", "1:2:3:4:5:6:7:8:9", "1:2:3:4:5:6:7", "g::", "::1%lo", "1::2::3",
+                           "127.0.0.1", "", "0x20::"}) {
     auto e = os_error_from([&] { pysock::inet_pton(AF_INET6, text); });
     ASSERT_TRUE(e) << "inet_pton(AF_INET6, \"" << text << "\") did not raise os_error";
     EXPECT_TRUE(contains(e->what(), "illegal IP address string")) << e->what();
@@ -104,12 +102,11 @@ TEST(convert, inet_ntop_ipv4_formats_dotted_quad) {
 TEST(convert, inet_ntop_ipv6_compresses_lowercase_and_maps_v4) {
   EXPECT_EQ(pysock::inet_ntop(AF_INET6, std::string(16, '\0')), "::");
   EXPECT_EQ(pysock::inet_ntop(AF_INET6, std::string(15, '\0') + "\x01"s), "::1");
-  EXPECT_EQ(pysock::inet_ntop(AF_INET6, "\xad\x42\x0a\xbc"s + std::string(12, '\0')),
-            "ad42:abc::");
+  EXPECT_EQ(pysock::inet_ntop(AF_INET6, "\xad\x42\x0a\xbc"s + std::string(12, '\0')), "ad42:abc::");
   EXPECT_EQ(pysock::inet_ntop(AF_INET6, std::string(10, '\0') + "\xff\xff\x01\x02\x03\x04"s),
             "::ffff:1.2.3.4");
-  EXPECT_EQ(pysock::inet_ntop(
-                AF_INET6, "\x20\x01\x0d\xb8\x85\xa3\x00\x00\x00\x00\x8a\x2e\x03\x70\x73\x34"s),
+  EXPECT_EQ(pysock::inet_ntop(AF_INET6,
+                              "\x20\x01\x0d\xb8\x85\xa3\x00\x00\x00\x00\x8a\x2e\x03\x70\x73\x34"s),
             "2001:db8:85a3::8a2e:370:7334");
 }
 

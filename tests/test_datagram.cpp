@@ -235,7 +235,9 @@ TEST(datagram, loopback_broadcast_needs_so_broadcast_and_then_arrives) {
   const int port = receiver.getsockname().port();
   pysock::socket sender(AF_INET, SOCK_DGRAM);
   EXPECT_FALSE(sender.getsockopt(pysock::so_broadcast));
-  auto refused = catch_as<pysock::permission_error>([&] { sender.sendto("b", {"127.255.255.255", port}); });
+  auto refused = catch_as<pysock::permission_error>([&] {
+    sender.sendto("b", {"127.255.255.255", port});
+  });
   ASSERT_TRUE(refused) << "a broadcast address was accepted without SO_BROADCAST";
   EXPECT_EQ(refused->code(), std::errc::permission_denied);
 
@@ -354,7 +356,8 @@ TEST(datagram, unix_dgram_filesystem_path_round_trip) {
 
 TEST(datagram, unix_dgram_to_a_name_nobody_bound_raises_connection_refused) {
   pysock::socket sender(AF_UNIX, SOCK_DGRAM);
-  auto e = catch_as([&] { sender.sendto("x", pysock::address::abstract_name(unique_name("nobody"))); });
+  auto e =
+      catch_as([&] { sender.sendto("x", pysock::address::abstract_name(unique_name("nobody"))); });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code(), std::errc::connection_refused);
 }
@@ -379,7 +382,8 @@ TEST(datagram, raw_icmp_socket_reports_its_type_and_protocol) {
 
 std::uint16_t icmp_checksum(const unsigned char* data, std::size_t length) {
   std::uint32_t sum = 0;
-  for (std::size_t i = 0; i + 1 < length; i += 2) sum += static_cast<std::uint32_t>(data[i] << 8 | data[i + 1]);
+  for (std::size_t i = 0; i + 1 < length; i += 2)
+    sum += static_cast<std::uint32_t>(data[i] << 8 | data[i + 1]);
   if (length % 2) sum += static_cast<std::uint32_t>(data[length - 1] << 8);
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<std::uint16_t>(~sum);

@@ -88,7 +88,8 @@ tcp_pair connected_pair() {
 }
 
 std::vector<ready_event> sorted(std::vector<ready_event> v) {
-  std::sort(v.begin(), v.end(), [](const ready_event& a, const ready_event& b) { return a.fd < b.fd; });
+  std::sort(v.begin(), v.end(),
+            [](const ready_event& a, const ready_event& b) { return a.fd < b.fd; });
   return v;
 }
 
@@ -211,8 +212,7 @@ TEST(epoll, control_and_wait_edge_triggered) {
   auto events = ep.poll(1s, 4);
   EXPECT_LT(sw.wall(), 0.5);
   const std::uint32_t out = EPOLLOUT, in_out = EPOLLIN | EPOLLOUT;
-  EXPECT_EQ(sorted(events),
-            sorted({{client.fileno(), out}, {server.fileno(), out}}));
+  EXPECT_EQ(sorted(events), sorted({{client.fileno(), out}, {server.fileno(), out}}));
 
   // Edge-triggered: no new edge, no event, even though both stay writable.
   stopwatch sw2;
@@ -227,8 +227,7 @@ TEST(epoll, control_and_wait_edge_triggered) {
     auto more = ep.poll(50ms, 4);
     events.insert(events.end(), more.begin(), more.end());
   }
-  EXPECT_EQ(sorted(events),
-            sorted({{client.fileno(), in_out}, {server.fileno(), in_out}}));
+  EXPECT_EQ(sorted(events), sorted({{client.fileno(), in_out}, {server.fileno(), in_out}}));
 
   ep.unregister(client);
   ep.modify(server, EPOLLOUT);

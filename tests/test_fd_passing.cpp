@@ -64,7 +64,8 @@ struct pipes {
   explicit pipes(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       int fds[2];
-      if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "pipe2");
+      if (::pipe2(fds, O_CLOEXEC) != 0)
+        throw std::system_error(errno, std::system_category(), "pipe2");
       readers.push_back(fds[0]);
       writers.push_back(fds[1]);
     }
@@ -247,7 +248,8 @@ TEST(fd_passing, send_fds_honours_the_address_on_an_unconnected_datagram_socket)
   receiver.bind(pysock::address::abstract_name(name));
   pysock::socket sender(AF_UNIX, SOCK_DGRAM);
   pipes p(1);
-  EXPECT_EQ(send_with_fds(sender, "addressed", p.writers, 0, pysock::address::abstract_name(name)), 9u);
+  EXPECT_EQ(send_with_fds(sender, "addressed", p.writers, 0, pysock::address::abstract_name(name)),
+            9u);
   receiver.settimeout(2s);
   auto r = pysock::recv_fds(receiver, 100, 1);
   EXPECT_EQ(r.data, "addressed");
@@ -289,7 +291,8 @@ TEST(fd_passing, send_fds_honours_msg_dontwait_on_a_blocking_socket) {
   a.setsockopt(SOL_SOCKET, SO_SNDTIMEO, pysock::const_buffer(&three_seconds, sizeof three_seconds));
   pipes p(1);
   const auto start = steady::now();
-  auto e = catch_as<pysock::blocking_io_error>([&] { send_with_fds(a, "x", p.writers, MSG_DONTWAIT); });
+  auto e =
+      catch_as<pysock::blocking_io_error>([&] { send_with_fds(a, "x", p.writers, MSG_DONTWAIT); });
   EXPECT_TRUE(e);
   EXPECT_LT(steady::now() - start, 1s);
 }

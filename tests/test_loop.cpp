@@ -57,7 +57,9 @@ std::vector<int> watched_descriptors(int epfd) {
   return fds;
 }
 
-bool contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+bool contains(const std::vector<int>& v, int x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
 
 bool descriptor_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 
@@ -81,7 +83,8 @@ TEST(loop, timers_fire_in_deadline_order_and_never_early) {
   const auto start = clock_type::now();
   std::vector<std::pair<int, clock_type::duration>> fired;
   for (int ms : {40, 10, 30, 20, 20}) {
-    loop.call_later(std::chrono::milliseconds(ms), [&fired, ms, start] { fired.emplace_back(ms, clock_type::now() - start); });
+    loop.call_later(std::chrono::milliseconds(ms),
+                    [&fired, ms, start] { fired.emplace_back(ms, clock_type::now() - start); });
   }
   loop.call_later(60ms, [&] { loop.stop(); });
   loop.run_forever();
@@ -90,7 +93,8 @@ TEST(loop, timers_fire_in_deadline_order_and_never_early) {
   for (std::size_t i = 0; i < fired.size(); ++i) {
     EXPECT_EQ(fired[i].first, expected[i]);
     EXPECT_GE(fired[i].second, std::chrono::milliseconds(fired[i].first)) << "a timer fired early";
-    EXPECT_LT(fired[i].second, std::chrono::milliseconds(fired[i].first) + 2s) << "a timer fired far too late";
+    EXPECT_LT(fired[i].second, std::chrono::milliseconds(fired[i].first) + 2s)
+        << "a timer fired far too late";
   }
 }
 
@@ -188,7 +192,8 @@ TEST(loop, many_threadsafe_calls_from_several_threads_all_run) {
   std::vector<std::thread> threads;
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
-      for (int i = 0; i < kCalls; ++i) loop.call_soon_threadsafe([&] {
+      for (int i = 0; i < kCalls; ++i)
+        loop.call_soon_threadsafe([&] {
           if (++count == kThreads * kCalls) loop.stop();
         });
     });
@@ -300,10 +305,12 @@ TEST(loop_backend, an_unavailable_io_uring_falls_back_to_epoll_with_one_log_line
   pysock::event_loop second(pysock::loop_options{pysock::loop_backend::io_uring});
   const std::string log = testing::internal::GetCapturedStderr();
   ::unsetenv("PYSOCK_LOOP");
-  if (first.backend() == pysock::loop_backend::io_uring) GTEST_SKIP() << "io_uring is available and built here";
+  if (first.backend() == pysock::loop_backend::io_uring)
+    GTEST_SKIP() << "io_uring is available and built here";
   EXPECT_EQ(first.backend(), pysock::loop_backend::epoll);
   EXPECT_EQ(second.backend(), pysock::loop_backend::epoll);
-  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1) << "exactly one line for any number of loops: " << log;
+  EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 1)
+      << "exactly one line for any number of loops: " << log;
   EXPECT_NE(log.find("io_uring"), std::string::npos) << log;
 }
 
@@ -328,7 +335,8 @@ class loop_io : public testing::TestWithParam<pysock::loop_backend> {
     loop_ = std::make_unique<pysock::event_loop>(pysock::loop_options{GetParam()});
     testing::internal::GetCapturedStderr();
     if (loop_->backend() != GetParam())
-      GTEST_SKIP() << "the " << pysock::to_string(GetParam()) << " backend is not available in this build; the loop fell back to "
+      GTEST_SKIP() << "the " << pysock::to_string(GetParam())
+                   << " backend is not available in this build; the loop fell back to "
                    << pysock::to_string(loop_->backend()) << " (covered by the epoll instance)";
   }
   pysock::event_loop& loop() { return *loop_; }
@@ -336,7 +344,8 @@ class loop_io : public testing::TestWithParam<pysock::loop_backend> {
 };
 
 INSTANTIATE_TEST_SUITE_P(backends, loop_io,
-                         testing::Values(pysock::loop_backend::epoll, pysock::loop_backend::io_uring),
+                         testing::Values(pysock::loop_backend::epoll,
+                                         pysock::loop_backend::io_uring),
                          [](const testing::TestParamInfo<pysock::loop_backend>& param_info) {
                            return std::string(pysock::to_string(param_info.param));
                          });
@@ -398,9 +407,10 @@ TEST_P(loop_io, cancelling_a_task_blocked_in_sock_recv_frees_its_registration_an
   auto& b = ab_pair.second;
   auto& l = loop();
   auto body = [&]() -> task<void> {
-    auto reader = l.create_task([](pysock::event_loop& lp, pysock::socket& s) -> task<pysock::bytes> {
-      co_return co_await lp.sock_recv(s, 100);
-    }(l, b));
+    auto reader =
+        l.create_task([](pysock::event_loop& lp, pysock::socket& s) -> task<pysock::bytes> {
+          co_return co_await lp.sock_recv(s, 100);
+        }(l, b));
     co_await pysock::sleep(5ms);  // it is waiting in epoll now
     EXPECT_EQ(l.active_descriptor_count(), 1u);
     EXPECT_TRUE(contains(watched_descriptors(l.backend_fileno()), b.fileno()));
@@ -451,7 +461,8 @@ TEST_P(loop_io, sock_connect_to_a_closed_port_raises_connection_refused_error) {
       co_await l.sock_connect(client, {"127.0.0.1", port});
       ADD_FAILURE() << "connect to a closed port succeeded";
     } catch (const pysock::connection_refused_error& e) {
-      EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+          << e.what();
     }
   };
   run_bounded(l, body());
@@ -532,7 +543,7 @@ TEST_P(loop_io, a_descriptor_number_reused_after_close_is_waited_on_correctly) {
       first_fd = b.fileno();
       l.call_later(2ms, [&a] { a.send("one"); });
       EXPECT_EQ(co_await l.sock_recv(b, 10), "one");  // registered, fired
-    }  // both closed behind the loop's back
+    }                                                 // both closed behind the loop's back
     auto cd_pair = nonblocking_pair();
     auto& c = cd_pair.first;
     auto& d = cd_pair.second;
@@ -559,9 +570,10 @@ TEST_P(loop_io, two_coroutines_reading_one_socket_is_an_error) {
   auto& b = ab_pair.second;
   auto& l = loop();
   auto body = [&]() -> task<void> {
-    auto first = l.create_task([](pysock::event_loop& lp, pysock::socket& s) -> task<pysock::bytes> {
-      co_return co_await lp.sock_recv(s, 10);
-    }(l, b));
+    auto first =
+        l.create_task([](pysock::event_loop& lp, pysock::socket& s) -> task<pysock::bytes> {
+          co_return co_await lp.sock_recv(s, 10);
+        }(l, b));
     co_await pysock::sleep(2ms);
     EXPECT_THROW(co_await l.sock_recv(b, 10), std::runtime_error);
     a.send("x");
@@ -579,7 +591,8 @@ TEST_P(loop_io, a_thousand_concurrent_clients_each_get_their_own_bytes_back) {
     lim.rlim_cur = lim.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &lim);
   }
-  if (lim.rlim_cur < 2100) GTEST_SKIP() << "RLIMIT_NOFILE " << lim.rlim_cur << " is too low for 1,000 connections";
+  if (lim.rlim_cur < 2100)
+    GTEST_SKIP() << "RLIMIT_NOFILE " << lim.rlim_cur << " is too low for 1,000 connections";
   auto& l = loop();
   pysock::server_options backlog;
   backlog.backlog = 1024;
@@ -607,7 +620,8 @@ TEST_P(loop_io, a_thousand_concurrent_clients_each_get_their_own_bytes_back) {
   auto client = [&](int id) -> task<bool> {
     pysock::socket s(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
     co_await l.sock_connect(s, {"127.0.0.1", port});
-    const std::string message = "client " + std::to_string(id) + " says " + std::string(static_cast<std::size_t>(id % 97), '*');
+    const std::string message = "client " + std::to_string(id) + " says " +
+                                std::string(static_cast<std::size_t>(id % 97), '*');
     co_await l.sock_sendall(s, message);
     s.shutdown(SHUT_WR);
     std::string got;
@@ -624,7 +638,8 @@ TEST_P(loop_io, a_thousand_concurrent_clients_each_get_their_own_bytes_back) {
     auto server_task = l.create_task(serve(kClients));
     const std::vector<bool> ok = co_await pysock::gather(std::move(clients));
     co_await server_task;
-    EXPECT_EQ(std::count(ok.begin(), ok.end(), true), kClients) << "some clients got wrong bytes back";
+    EXPECT_EQ(std::count(ok.begin(), ok.end(), true), kClients)
+        << "some clients got wrong bytes back";
   };
   run_bounded(l, body(), 50s);
   EXPECT_EQ(l.active_descriptor_count(), 0u);
@@ -636,7 +651,8 @@ TEST_P(loop_io, run_in_thread_returns_the_value_and_rethrows_exceptions) {
     const auto loop_thread = std::this_thread::get_id();
     const auto worker = co_await l.run_in_thread([] { return std::this_thread::get_id(); });
     EXPECT_NE(worker, loop_thread);
-    EXPECT_THROW(co_await l.run_in_thread([]() -> int { throw std::domain_error("in thread"); }), std::domain_error);
+    EXPECT_THROW(co_await l.run_in_thread([]() -> int { throw std::domain_error("in thread"); }),
+                 std::domain_error);
   };
   run_bounded(l, body());
 }

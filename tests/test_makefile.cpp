@@ -154,7 +154,7 @@ TEST(makefile, write_larger_than_the_buffer_arrives_whole_and_in_order) {
   const std::string big(100000, 'B');
   std::thread sender([&a, &big] {
     auto f = a.makefile("w");
-    f << "head|";     // buffered
+    f << "head|";                                                   // buffered
     f.write(big.data(), static_cast<std::streamsize>(big.size()));  // goes around the buffer
     f << "|tail" << std::flush;
     a.close();
@@ -183,7 +183,8 @@ TEST(makefile, binary_round_trip_of_one_mib) {
   });
   a.settimeout(10s);
   auto f = a.makefile("rwb");
-  std::thread writer([&f, &data] { f.write(data.data(), static_cast<std::streamsize>(data.size())).flush(); });
+  std::thread writer(
+      [&f, &data] { f.write(data.data(), static_cast<std::streamsize>(data.size())).flush(); });
   std::string back(data.size(), '\0');
   f.read(back.data(), static_cast<std::streamsize>(back.size()));
   writer.join();

@@ -66,7 +66,8 @@ struct pipe_pair {
   int write_end = -1;
   pipe_pair() {
     int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) throw std::system_error(errno, std::system_category(), "pipe2");
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+      throw std::system_error(errno, std::system_category(), "pipe2");
     read_end = fds[0];
     write_end = fds[1];
   }
@@ -146,7 +147,8 @@ TEST(message, sendmsg_of_sixteen_buffers_is_one_datagram) {
   auto& a = a_b.first;
   auto& b = a_b.second;
   std::vector<std::string> parts;
-  for (int i = 0; i < 16; ++i) parts.push_back(std::string(static_cast<std::size_t>(i + 1), static_cast<char>('a' + i)));
+  for (int i = 0; i < 16; ++i)
+    parts.push_back(std::string(static_cast<std::size_t>(i + 1), static_cast<char>('a' + i)));
   std::vector<pysock::const_buffer> buffers(parts.begin(), parts.end());
   std::string expected;
   for (const auto& p : parts) expected += p;
@@ -551,7 +553,8 @@ TEST(message, scm_rights_with_no_control_buffer_reports_msg_ctrunc_and_leaks_not
   auto [a, b] = pysock::socketpair();
   pipe_pair p;
   const int before = count_open_descriptors();
-  a.sendmsg({"x"}, std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end, p.read_end})}});
+  a.sendmsg({"x"}, std::vector<pysock::ancillary>{
+                       {SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end, p.read_end})}});
   b.settimeout(2s);
   const auto r = b.recvmsg(10, 0);
   EXPECT_EQ(r.data, "x");
@@ -564,7 +567,8 @@ TEST(message, scm_rights_control_buffer_for_one_of_two_descriptors_delivers_one_
   auto [a, b] = pysock::socketpair();
   pipe_pair p;
   const int before = count_open_descriptors();
-  a.sendmsg({"x"}, std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end, p.read_end})}});
+  a.sendmsg({"x"}, std::vector<pysock::ancillary>{
+                       {SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end, p.read_end})}});
   b.settimeout(2s);
   const auto r = b.recvmsg(10, pysock::cmsg_len(sizeof(int)));
   EXPECT_NE(r.msg_flags & MSG_CTRUNC, 0);
@@ -581,7 +585,8 @@ TEST(message, scm_rights_control_buffer_one_byte_short_truncates_without_leaking
   auto [a, b] = pysock::socketpair();
   pipe_pair p;
   const int before = count_open_descriptors();
-  a.sendmsg({"x"}, std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end})}});
+  a.sendmsg({"x"},
+            std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end})}});
   b.settimeout(2s);
   const auto r = b.recvmsg(10, pysock::cmsg_len(0) - 1);
   EXPECT_EQ(r.data, "x");
@@ -598,7 +603,8 @@ TEST(message, sendmsg_with_bad_descriptor_in_scm_rights_raises_ebadf) {
   const int closed_fd = ::dup(p.read_end);
   ::close(closed_fd);
   auto e = catch_as([&] {
-    a.sendmsg({"x"}, std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({closed_fd})}});
+    a.sendmsg({"x"},
+              std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({closed_fd})}});
   });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code(), std::errc::bad_file_descriptor);
@@ -653,7 +659,8 @@ TEST(message, explicit_scm_credentials_round_trip_over_a_stream) {
   b.setsockopt(SOL_SOCKET, SO_PASSCRED, 1);
   const ucred mine{::getpid(), ::getuid(), ::getgid()};
   const std::vector<pysock::ancillary> anc{
-      {SOL_SOCKET, SCM_CREDENTIALS, pysock::bytes(reinterpret_cast<const char*>(&mine), sizeof mine)}};
+      {SOL_SOCKET, SCM_CREDENTIALS,
+       pysock::bytes(reinterpret_cast<const char*>(&mine), sizeof mine)}};
   EXPECT_EQ(a.sendmsg({"creds"}, anc), 5u);
   b.settimeout(2s);
   const auto r = b.recvmsg(10, pysock::cmsg_space(sizeof(ucred)));
@@ -671,7 +678,8 @@ TEST(message, scm_credentials_and_scm_rights_arrive_together) {
   auto [a, b] = pysock::socketpair(AF_UNIX, SOCK_DGRAM);
   b.setsockopt(SOL_SOCKET, SO_PASSCRED, 1);
   pipe_pair p;
-  a.sendmsg({"both"}, std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end})}});
+  a.sendmsg({"both"},
+            std::vector<pysock::ancillary>{{SOL_SOCKET, SCM_RIGHTS, pack_ints({p.write_end})}});
   b.settimeout(2s);
   const auto r = b.recvmsg(10, pysock::cmsg_space(sizeof(ucred)) + pysock::cmsg_space(sizeof(int)));
   EXPECT_EQ(r.msg_flags & MSG_CTRUNC, 0);

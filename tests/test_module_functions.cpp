@@ -4,17 +4,17 @@
 // state: socketpair, fromfd, create_connection, create_server,
 // has_dualstack_ipv6, close(fd), getdefaulttimeout/setdefaulttimeout.
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <chrono>
 #include <exception>
 #include <optional>
 #include <stdexcept>
@@ -263,8 +263,7 @@ TEST(module_functions, create_connection_refused_raises_connection_refused_error
 
 TEST(module_functions, create_connection_all_errors_raises_exception_group_one_per_attempt) {
   refused_port closed;
-  const auto candidates =
-      pysock::getaddrinfo("localhost", closed.port, AF_UNSPEC, SOCK_STREAM);
+  const auto candidates = pysock::getaddrinfo("localhost", closed.port, AF_UNSPEC, SOCK_STREAM);
   ASSERT_FALSE(candidates.empty());
   // Any ::1 candidate must be refused too: hold the port on ::1 when possible.
   std::optional<pysock::socket> holder6;
@@ -277,7 +276,8 @@ TEST(module_functions, create_connection_all_errors_raises_exception_group_one_p
     }
   }
   try {
-    pysock::create_connection({"localhost", closed.port}, {.timeout = {}, .source_address = {}, .all_errors = true});
+    pysock::create_connection({"localhost", closed.port},
+                              {.timeout = {}, .source_address = {}, .all_errors = true});
     FAIL() << "create_connection succeeded";
   } catch (const pysock::exception_group& group) {
     EXPECT_TRUE(contains(group.what(), "create_connection failed")) << group.what();
@@ -315,7 +315,8 @@ namespace {
 // listen on the family of the *last* candidate and hold the same port bound
 // but not listening on the first one's, so the first attempt is refused.
 // Returns an empty string on success, else what went wrong.
-std::string check_fall_through(const std::string& name, const std::vector<pysock::addrinfo_entry>& entries) {
+std::string check_fall_through(const std::string& name,
+                               const std::vector<pysock::addrinfo_entry>& entries) {
   const int first_family = entries.front().family;
   const int last_family = entries.back().family;
   if (first_family == last_family) return "both candidates have the same family";
@@ -373,7 +374,8 @@ int fall_through_in_private_hosts_namespace(std::string& reason) {
       [[maybe_unused]] auto written = ::write(pipe_fds[1], text.data(), text.size());
       ::_exit(code);
     };
-    if (::unshare(CLONE_NEWNS) != 0) report(77, std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
+    if (::unshare(CLONE_NEWNS) != 0)
+      report(77, std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
       report(77, std::string("mount private: ") + std::strerror(errno));
     if (::mount(hosts.c_str(), "/etc/hosts", nullptr, MS_BIND, nullptr) != 0)
@@ -390,7 +392,8 @@ int fall_through_in_private_hosts_namespace(std::string& reason) {
   ::close(pipe_fds[1]);
   char text[512] = {};
   std::size_t got = 0;
-  for (ssize_t n; (n = ::read(pipe_fds[0], text + got, sizeof text - 1 - got)) > 0;) got += static_cast<std::size_t>(n);
+  for (ssize_t n; (n = ::read(pipe_fds[0], text + got, sizeof text - 1 - got)) > 0;)
+    got += static_cast<std::size_t>(n);
   ::close(pipe_fds[0]);
   int status = 0;
   ::waitpid(child, &status, 0);
@@ -413,14 +416,17 @@ TEST(module_functions, create_connection_falls_through_a_refused_address_to_a_wo
   }
   std::string reason;
   const int code = fall_through_in_private_hosts_namespace(reason);
-  if (code == 77) GTEST_SKIP() << "no host name resolves to both 127.0.0.1 and ::1, and a private /etc/hosts could not be set up: " << reason;
+  if (code == 77)
+    GTEST_SKIP() << "no host name resolves to both 127.0.0.1 and ::1, and a private /etc/hosts "
+                    "could not be set up: "
+                 << reason;
   EXPECT_EQ(code, 0) << reason;
 }
 
 TEST(module_functions, create_connection_timeout_applies_to_the_returned_socket) {
   pysock::socket listener = make_listener();
-  pysock::socket s = pysock::create_connection(listener.getsockname(),
-                                               {.timeout = pysock::timeout_type(100ms), .source_address = {}});
+  pysock::socket s = pysock::create_connection(
+      listener.getsockname(), {.timeout = pysock::timeout_type(100ms), .source_address = {}});
   EXPECT_EQ(s.gettimeout(), pysock::timeout_type(100ms));
   EXPECT_TRUE(is_nonblocking(s.fileno()));
   const auto start = steady::now();
@@ -473,8 +479,9 @@ TEST(module_functions, create_connection_binds_the_source_address) {
 }
 
 TEST(module_functions, create_connection_to_unresolvable_name_raises_gaierror) {
-  auto e = catch_as<pysock::gaierror>(
-      [] { pysock::create_connection({"no-such-host.invalid", 80}); });
+  auto e = catch_as<pysock::gaierror>([] {
+    pysock::create_connection({"no-such-host.invalid", 80});
+  });
   ASSERT_TRUE(e);
   EXPECT_EQ(&e->code().category(), &pysock::gai_category());
 }
@@ -486,9 +493,8 @@ TEST(module_functions, create_connection_to_empty_host_raises_gaierror_eai_nonam
 }
 
 TEST(module_functions, exception_group_keeps_message_and_exceptions) {
-  std::vector<std::exception_ptr> list{
-      std::make_exception_ptr(std::runtime_error("one")),
-      std::make_exception_ptr(std::runtime_error("two"))};
+  std::vector<std::exception_ptr> list{std::make_exception_ptr(std::runtime_error("one")),
+                                       std::make_exception_ptr(std::runtime_error("two"))};
   const pysock::exception_group group("create_connection failed", list);
   // Python's str(ExceptionGroup) adds " (2 sub-exceptions)".
   EXPECT_TRUE(contains(group.what(), "create_connection failed")) << group.what();
@@ -564,7 +570,8 @@ TEST(module_functions, create_server_reuse_port_allows_two_listeners_on_one_port
   pysock::socket a = pysock::create_server({"127.0.0.1", 0}, {.backlog = {}, .reuse_port = true});
   EXPECT_TRUE(a.getsockopt(pysock::so_reuseport));
   const int port = a.getsockname().port();
-  pysock::socket b = pysock::create_server({"127.0.0.1", port}, {.backlog = {}, .reuse_port = true});
+  pysock::socket b =
+      pysock::create_server({"127.0.0.1", port}, {.backlog = {}, .reuse_port = true});
   EXPECT_EQ(b.getsockname().port(), port);
 }
 

@@ -90,15 +90,14 @@ TEST(resolver, getaddrinfo_service_name_digits_and_none) {
   EXPECT_EQ(pysock::getaddrinfo("127.0.0.1", "http", AF_INET, SOCK_STREAM)[0].sockaddr.port(), 80);
   EXPECT_EQ(pysock::getaddrinfo("127.0.0.1", "8080", AF_INET, SOCK_STREAM)[0].sockaddr.port(),
             8080);
-  EXPECT_EQ(pysock::getaddrinfo("127.0.0.1", std::string("443"), AF_INET, SOCK_STREAM)[0]
-                .sockaddr.port(),
-            443);
-  EXPECT_EQ(pysock::getaddrinfo("127.0.0.1", std::nullopt, AF_INET, SOCK_STREAM)[0]
-                .sockaddr.port(),
+  EXPECT_EQ(
+      pysock::getaddrinfo("127.0.0.1", std::string("443"), AF_INET, SOCK_STREAM)[0].sockaddr.port(),
+      443);
+  EXPECT_EQ(pysock::getaddrinfo("127.0.0.1", std::nullopt, AF_INET, SOCK_STREAM)[0].sockaddr.port(),
             0);
-  EXPECT_EQ(pysock::getaddrinfo("127.0.0.1", pysock::service(), AF_INET, SOCK_STREAM)[0]
-                .sockaddr.port(),
-            0);
+  EXPECT_EQ(
+      pysock::getaddrinfo("127.0.0.1", pysock::service(), AF_INET, SOCK_STREAM)[0].sockaddr.port(),
+      0);
 }
 
 TEST(resolver, getaddrinfo_without_type_returns_stream_dgram_and_raw_entries) {
@@ -122,8 +121,7 @@ TEST(resolver, getaddrinfo_localhost_resolves_to_a_loopback_address) {
 }
 
 TEST(resolver, getaddrinfo_ai_canonname_sets_canonname_on_first_entry) {
-  const auto entries =
-      pysock::getaddrinfo("localhost", 80, AF_INET, SOCK_STREAM, 0, AI_CANONNAME);
+  const auto entries = pysock::getaddrinfo("localhost", 80, AF_INET, SOCK_STREAM, 0, AI_CANONNAME);
   ASSERT_FALSE(entries.empty());
   EXPECT_EQ(entries[0].canonname, "localhost");
 }
@@ -150,9 +148,8 @@ TEST(resolver, getaddrinfo_empty_host_raises_gaierror_eai_noname) {
 }
 
 TEST(resolver, getaddrinfo_unknown_service_raises_gaierror_eai_service) {
-  auto e = catch_as<pysock::gaierror>([] {
-    pysock::getaddrinfo("127.0.0.1", "no-such-service-pysock", AF_INET, SOCK_STREAM);
-  });
+  auto e = catch_as<pysock::gaierror>(
+      [] { pysock::getaddrinfo("127.0.0.1", "no-such-service-pysock", AF_INET, SOCK_STREAM); });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code().value(), EAI_SERVICE) << e->what();
 }
@@ -160,8 +157,7 @@ TEST(resolver, getaddrinfo_unknown_service_raises_gaierror_eai_service) {
 TEST(resolver, getaddrinfo_family_mismatch_raises_gaierror) {
   auto e = catch_as<pysock::gaierror>([] { pysock::getaddrinfo("::1", 80, AF_INET); });
   ASSERT_TRUE(e);
-  EXPECT_TRUE(e->code().value() == EAI_ADDRFAMILY || e->code().value() == EAI_NONAME)
-      << e->what();
+  EXPECT_TRUE(e->code().value() == EAI_ADDRFAMILY || e->code().value() == EAI_NONAME) << e->what();
 }
 
 // --- getnameinfo --------------------------------------------------------------
@@ -193,8 +189,9 @@ TEST(resolver, getnameinfo_reverse_looks_up_loopback_from_hosts_file) {
 }
 
 TEST(resolver, getnameinfo_with_host_name_raises_gaierror) {
-  auto e = catch_as<pysock::gaierror>(
-      [] { pysock::getnameinfo({"localhost", 80}, NI_NUMERICHOST | NI_NUMERICSERV); });
+  auto e = catch_as<pysock::gaierror>([] {
+    pysock::getnameinfo({"localhost", 80}, NI_NUMERICHOST | NI_NUMERICSERV);
+  });
   ASSERT_TRUE(e) << "getnameinfo accepted a host name";
   EXPECT_EQ(&e->code().category(), &pysock::gai_category());
 }

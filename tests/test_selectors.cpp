@@ -105,9 +105,11 @@ rlim_t raise_nofile(rlim_t wanted) {
 }
 
 template <class S>
-inline constexpr bool is_epoll_v = std::is_base_of_v<pysock::epoll_selector<typename S::data_type>, S>;
+inline constexpr bool is_epoll_v =
+    std::is_base_of_v<pysock::epoll_selector<typename S::data_type>, S>;
 template <class S>
-inline constexpr bool is_select_v = std::is_same_v<S, pysock::select_selector<typename S::data_type>>;
+inline constexpr bool is_select_v =
+    std::is_same_v<S, pysock::select_selector<typename S::data_type>>;
 
 template <class S>
 class selectors : public ::testing::Test {};

@@ -70,7 +70,8 @@ class temp_file {
   // A sparse file of `size` zero bytes (no disk use).
   static temp_file sparse(std::uint64_t size) {
     temp_file f;
-    if (::ftruncate(f.fd_, static_cast<off_t>(size)) != 0) throw std::system_error(errno, std::system_category(), "ftruncate");
+    if (::ftruncate(f.fd_, static_cast<off_t>(size)) != 0)
+      throw std::system_error(errno, std::system_category(), "ftruncate");
     return f;
   }
   temp_file(temp_file&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
@@ -134,8 +135,8 @@ class reader {
 };
 
 // The sender's side of a transfer: sendfile, then EOF for the reader.
-std::string send_and_collect(const temp_file& file, std::uint64_t offset, std::optional<std::uint64_t> count,
-                             std::size_t* sent) {
+std::string send_and_collect(const temp_file& file, std::uint64_t offset,
+                             std::optional<std::uint64_t> count, std::size_t* sent) {
   auto [client, server] = tcp_pair();
   reader r(server);
   *sent = client.sendfile(file.fd(), offset, count);
@@ -398,7 +399,8 @@ TEST(sendfile, timeout_mode_completes_when_the_reader_keeps_up) {
   EXPECT_TRUE(r.result() == file_data());
 }
 
-TEST(sendfile, non_blocking_socket_with_regular_file_returns_a_partial_count_then_blocking_io_error) {
+TEST(sendfile,
+     non_blocking_socket_with_regular_file_returns_a_partial_count_then_blocking_io_error) {
   // pysock deviation (Python raises ValueError): send what fits, never block.
   const std::uint64_t size = 64u << 20;
   const temp_file file = temp_file::sparse(size);
@@ -503,7 +505,8 @@ TEST(sendfile, tcp_peer_closing_during_the_transfer_raises_a_connection_error_wi
   }
   closer.join();
   ASSERT_TRUE(e) << "sendfile of 256 MiB finished although the peer closed";
-  EXPECT_TRUE(e->code() == std::errc::broken_pipe || e->code() == std::errc::connection_reset) << e->what();
+  EXPECT_TRUE(e->code() == std::errc::broken_pipe || e->code() == std::errc::connection_reset)
+      << e->what();
   EXPECT_FALSE(sigpipe_blocked_or_pending());
   const off_t position = file.position();
   EXPECT_GT(position, 0);

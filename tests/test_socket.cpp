@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include <array>
-#include <cctype>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -393,7 +393,10 @@ TEST(socket, every_call_on_a_closed_socket_raises_ebadf_without_crashing) {
       {"send(empty)", [&] { s.send(""); }},
       {"sendall", [&] { s.sendall("x"); }},
       {"sendto", [&] { s.sendto("x", somewhere); }},
-      {"bind", [&] { s.bind({"127.0.0.1", 0}); }},
+      {"bind",
+       [&] {
+         s.bind({"127.0.0.1", 0});
+       }},
       {"listen", [&] { s.listen(); }},
       {"accept", [&] { s.accept(); }},
       {"connect", [&] { s.connect(somewhere); }},
@@ -615,8 +618,8 @@ TEST(socket, bind_on_port_in_use_raises_eaddrinuse_naming_the_address) {
   ASSERT_TRUE(e) << "second bind to 127.0.0.1:" << port << " succeeded";
   EXPECT_EQ(e->errno_value(), EADDRINUSE);
   EXPECT_EQ(type, std::type_index(typeid(pysock::os_error))) << "EADDRINUSE is a plain OSError";
-  const std::string expected = "bind(127.0.0.1:" + std::to_string(port) +
-                               "): [Errno 98] Address already in use";
+  const std::string expected =
+      "bind(127.0.0.1:" + std::to_string(port) + "): [Errno 98] Address already in use";
   EXPECT_EQ(std::string(e->what()), expected);
 }
 
@@ -772,8 +775,8 @@ TEST(socket, connect_to_closed_port_raises_connection_refused_error) {
   EXPECT_EQ(type, std::type_index(typeid(pysock::connection_refused_error)));
   EXPECT_EQ(e->errno_value(), ECONNREFUSED);
   EXPECT_EQ(e->code(), std::errc::connection_refused);
-  const std::string expected = "connect(127.0.0.1:" + std::to_string(closed.port) +
-                               "): [Errno 111] Connection refused";
+  const std::string expected =
+      "connect(127.0.0.1:" + std::to_string(closed.port) + "): [Errno 111] Connection refused";
   EXPECT_EQ(std::string(e->what()), expected);
 }
 

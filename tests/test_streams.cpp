@@ -42,7 +42,8 @@ task<void> line_echo(pysock::stream_reader reader, pysock::stream_writer writer)
 
 // Feeds `pieces` to one accepted connection with a pause between them, so a
 // reader has to put frames together from several receives.
-task<void> trickle(pysock::stream_reader, pysock::stream_writer writer, std::vector<std::string> pieces) {
+task<void> trickle(pysock::stream_reader, pysock::stream_writer writer,
+                   std::vector<std::string> pieces) {
   for (const auto& piece : pieces) {
     writer.write(piece);
     co_await writer.drain();
@@ -81,7 +82,9 @@ TEST(streams, open_connection_and_start_server_echo_lines) {
 TEST(streams, readuntil_readexactly_and_read_reassemble_split_input) {
   auto body = []() -> task<void> {
     std::vector<std::string> pieces{"HEAD", "ER\r", "\nbo", "dy-of-", "ten!", "tail"};
-    auto handler = [pieces](pysock::stream_reader r, pysock::stream_writer w) { return trickle(r, w, pieces); };
+    auto handler = [pieces](pysock::stream_reader r, pysock::stream_writer w) {
+      return trickle(r, w, pieces);
+    };
     auto srv = co_await pysock::start_server(handler, "127.0.0.1", 0);
     auto [reader, writer] = co_await pysock::open_connection("127.0.0.1", srv.sockname().port());
     EXPECT_EQ(co_await reader.readuntil("\r\n"), "HEADER\r\n");
@@ -122,7 +125,8 @@ TEST(streams, readuntil_past_the_limit_raises_limit_overrun_error) {
     auto srv = co_await pysock::start_server(handler, "127.0.0.1", 0, config);
     pysock::stream_limits small;
     small.limit = 100;
-    auto [reader, writer] = co_await pysock::open_connection("127.0.0.1", srv.sockname().port(), small);
+    auto [reader, writer] =
+        co_await pysock::open_connection("127.0.0.1", srv.sockname().port(), small);
     EXPECT_THROW(co_await reader.readuntil("\n"), pysock::limit_overrun_error);
     srv.close();
     co_await srv.wait_closed();
@@ -237,7 +241,8 @@ TEST(streams, close_clients_cancels_running_handlers_and_wait_closed_returns) {
   auto body = []() -> task<void> {
     int cancelled = 0;
     int waiting = 0;
-    auto stuck = [&cancelled, &waiting](pysock::stream_reader r, pysock::stream_writer) -> task<void> {
+    auto stuck = [&cancelled, &waiting](pysock::stream_reader r,
+                                        pysock::stream_writer) -> task<void> {
       ++waiting;
       try {
         co_await r.read(10);  // the client never sends
@@ -271,7 +276,8 @@ TEST(streams, open_connection_to_a_closed_port_raises_connection_refused_error) 
     port = probe.getsockname().port();
   }
   auto body = [port]() -> task<void> {
-    EXPECT_THROW(co_await pysock::open_connection("127.0.0.1", port), pysock::connection_refused_error);
+    EXPECT_THROW(co_await pysock::open_connection("127.0.0.1", port),
+                 pysock::connection_refused_error);
   };
   run_bounded(body());
 }
@@ -300,7 +306,8 @@ TEST(streams, a_thousand_concurrent_clients_each_verify_their_echoed_bytes) {
     lim.rlim_cur = lim.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &lim);
   }
-  if (lim.rlim_cur < 2100) GTEST_SKIP() << "RLIMIT_NOFILE " << lim.rlim_cur << " is too low for 1,000 connections";
+  if (lim.rlim_cur < 2100)
+    GTEST_SKIP() << "RLIMIT_NOFILE " << lim.rlim_cur << " is too low for 1,000 connections";
   auto body = []() -> task<void> {
     constexpr int kClients = 1000;
     pysock::server_config config;
@@ -311,8 +318,9 @@ TEST(streams, a_thousand_concurrent_clients_each_verify_their_echoed_bytes) {
       auto [reader, writer] = co_await pysock::open_connection("127.0.0.1", port);
       bool ok = true;
       for (int round = 0; round < 3; ++round) {
-        const std::string line = "client " + std::to_string(id) + " round " + std::to_string(round) + " " +
-                                 std::string(static_cast<std::size_t>((id * 7 + round) % 300), 'x') + "\n";
+        const std::string line =
+            "client " + std::to_string(id) + " round " + std::to_string(round) + " " +
+            std::string(static_cast<std::size_t>((id * 7 + round) % 300), 'x') + "\n";
         writer.write(line);
         co_await writer.drain();
         ok = ok && (co_await reader.readline() == line);

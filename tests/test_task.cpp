@@ -162,7 +162,8 @@ TEST(task, cancel_is_thrown_at_the_suspension_point_and_can_be_caught) {
   };
   const auto start = std::chrono::steady_clock::now();
   pysock::run(body());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "the 10 s sleep should have been cut short";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s)
+      << "the 10 s sleep should have been cut short";
 }
 
 TEST(task, cancelling_a_task_that_awaits_another_cancels_that_one_too) {
@@ -182,7 +183,8 @@ TEST(task, cancelling_a_task_that_awaits_another_cancels_that_one_too) {
 TEST(task, gather_returns_results_in_argument_order) {
   auto body = []() -> task<std::tuple<int, int, std::monostate>> {
     std::vector<int> log;
-    co_return co_await pysock::gather(slow_value(30ms, 1), slow_value(5ms, 2), sleeper(15ms, log, 3));
+    co_return co_await pysock::gather(slow_value(30ms, 1), slow_value(5ms, 2),
+                                      sleeper(15ms, log, 3));
   };
   const auto [a, b, c] = pysock::run(body());
   EXPECT_EQ(a, 1);
@@ -201,7 +203,8 @@ TEST(task, gather_runs_its_tasks_concurrently) {
   };
   const auto start = std::chrono::steady_clock::now();
   pysock::run(body());
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s) << "50 sleeps of 50 ms in sequence would take 2.5 s";
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s)
+      << "50 sleeps of 50 ms in sequence would take 2.5 s";
 }
 
 TEST(task, gather_first_failure_cancels_the_others_and_is_rethrown) {
@@ -226,7 +229,8 @@ TEST(task, gather_first_failure_cancels_the_others_and_is_rethrown) {
     } catch (const std::runtime_error& e) {
       EXPECT_STREQ(e.what(), "first failure");
     }
-    EXPECT_TRUE(other_cancelled) << "the sibling must be cancelled and finished before gather returns";
+    EXPECT_TRUE(other_cancelled)
+        << "the sibling must be cancelled and finished before gather returns";
   };
   pysock::run(body());
 }
@@ -240,7 +244,8 @@ TEST(task, cancelling_a_gather_cancels_every_child) {
     EXPECT_THROW(co_await g, pysock::cancelled_error);
     EXPECT_TRUE(log.empty());
     // Only this body is left: the gather and its children have all ended.
-    EXPECT_EQ(pysock::get_running_loop().pending_task_count(), 1u) << "children must not outlive the gather";
+    EXPECT_EQ(pysock::get_running_loop().pending_task_count(), 1u)
+        << "children must not outlive the gather";
   };
   pysock::run(body());
 }

@@ -27,7 +27,9 @@ using namespace pysock::tools;
 // generated one cannot.
 const std::map<std::string, std::string> usage_lines = {
     {"", "usage: pysock [-h] {http.server,echo-server,echo-client,connect,listen} ..."},
-    {"http.server", "usage: pysock http.server [-h] [-b ADDR] [-d DIR] [--threads N] [--loop epoll|io_uring] [port]"},
+    {"http.server",
+     "usage: pysock http.server [-h] [-b ADDR] [-d DIR] [--threads N] [--loop epoll|io_uring] "
+     "[port]"},
     {"echo-server", "usage: pysock echo-server [-h] [-b ADDR] [--threads N] [port]"},
     {"echo-client", "usage: pysock echo-client [-h] host port [message]"},
     {"connect", "usage: pysock connect [-h] [-u] [-w SECS] host port | pysock connect -U path"},
@@ -73,10 +75,12 @@ int main(int argc, char** argv) {
   http_cmd->add_option("port", http.port, "Port to listen on; 0 picks a free one (default 8000)")
       ->check(port_range);
   http_cmd->add_option("-b,--bind", http.bind, "Address to bind (default 127.0.0.1)");
-  http_cmd->add_option("-d,--directory", http.directory, "Directory to serve (default: the current one)");
+  http_cmd->add_option("-d,--directory", http.directory,
+                       "Directory to serve (default: the current one)");
   http_cmd->add_option("--threads", http.threads, "Event loops, one thread each (default 1)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
-  http_cmd->add_option("--loop", http.loop_backend, "Event loop backend: epoll (default) or io_uring")
+  http_cmd
+      ->add_option("--loop", http.loop_backend, "Event loop backend: epoll (default) or io_uring")
       ->check(CLI::IsMember({"epoll", "io_uring"}));
   // Hidden: the blocking transport, a thread per connection (--threads is
   // then the number of connections served at once, default 64).
@@ -84,30 +88,38 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"loop", "threads"}))
       ->group("");
   // Hidden (empty group): the tests' knob for the slowloris timeout.
-  http_cmd->add_option("--header-timeout", http.header_timeout,
-                       "Seconds a client has to send a request head (default 20)")
+  http_cmd
+      ->add_option("--header-timeout", http.header_timeout,
+                   "Seconds a client has to send a request head (default 20)")
       ->check(positive_seconds)
       ->group("");
 
   echo_server_args echo_server;
-  CLI::App* echo_server_cmd = app.add_subcommand("echo-server", "Echo every connection's bytes back");
+  CLI::App* echo_server_cmd =
+      app.add_subcommand("echo-server", "Echo every connection's bytes back");
   echo_server_cmd->add_option("port", echo_server.port, "Port; 0 picks a free one (default 8080)")
       ->check(port_range);
   echo_server_cmd->add_option("-b,--bind", echo_server.bind, "Address to bind (default 127.0.0.1)");
-  echo_server_cmd->add_option("--threads", echo_server.threads, "Connections served at once (default 64)")
+  echo_server_cmd
+      ->add_option("--threads", echo_server.threads, "Connections served at once (default 64)")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000}));
 
   echo_client_args echo_client;
   CLI::App* echo_client_cmd =
       app.add_subcommand("echo-client", "Send a message to an echo server and print the answer");
   echo_client_cmd->add_option("host", echo_client.host, "Server host")->required();
-  echo_client_cmd->add_option("port", echo_client.port, "Server port")->required()->check(port_range);
-  echo_client_cmd->add_option("message", echo_client.message, "What to send (default \"Hello, World\")");
+  echo_client_cmd->add_option("port", echo_client.port, "Server port")
+      ->required()
+      ->check(port_range);
+  echo_client_cmd->add_option("message", echo_client.message,
+                              "What to send (default \"Hello, World\")");
 
   netcat_args connect;
-  CLI::App* connect_cmd = app.add_subcommand("connect", "Connect and relay stdin <-> socket (nc host port)");
+  CLI::App* connect_cmd =
+      app.add_subcommand("connect", "Connect and relay stdin <-> socket (nc host port)");
   CLI::Option* connect_host = connect_cmd->add_option("host", connect.host, "Host to connect to");
-  CLI::Option* connect_port = connect_cmd->add_option("port", connect.port, "Port")->check(port_range);
+  CLI::Option* connect_port =
+      connect_cmd->add_option("port", connect.port, "Port")->check(port_range);
   connect_cmd->add_flag("-u,--udp", connect.udp, "UDP instead of TCP");
   connect_cmd->add_option("-U,--unix", connect.unix_path, "Connect to this AF_UNIX stream socket");
   connect_cmd->add_option("-w,--idle-timeout", connect.idle_timeout, "Quit after SECS without data")
@@ -117,11 +129,12 @@ int main(int argc, char** argv) {
   listen.host = "127.0.0.1";
   CLI::App* listen_cmd =
       app.add_subcommand("listen", "Accept one peer and relay stdin <-> socket (nc -l port)");
-  CLI::Option* listen_port = listen_cmd->add_option("port", listen.port, "Port; 0 picks a free one")
-      ->check(port_range);
+  CLI::Option* listen_port =
+      listen_cmd->add_option("port", listen.port, "Port; 0 picks a free one")->check(port_range);
   listen_cmd->add_option("-b,--bind", listen.host, "Address to bind (default 127.0.0.1)");
   listen_cmd->add_flag("-u,--udp", listen.udp, "UDP instead of TCP");
-  listen_cmd->add_option("-U,--unix", listen.unix_path, "Listen on this AF_UNIX stream socket path");
+  listen_cmd->add_option("-U,--unix", listen.unix_path,
+                         "Listen on this AF_UNIX stream socket path");
   listen_cmd->add_option("-w,--idle-timeout", listen.idle_timeout, "Quit after SECS without data")
       ->check(positive_seconds);
 
@@ -140,7 +153,8 @@ int main(int argc, char** argv) {
     if (echo_server_cmd->parsed()) return run_echo_server(echo_server);
     if (echo_client_cmd->parsed()) return run_echo_client(echo_client);
     if (connect_cmd->parsed()) {
-      const std::string error = check_netcat(connect, connect_host->count() > 0, connect_port->count() > 0, false);
+      const std::string error =
+          check_netcat(connect, connect_host->count() > 0, connect_port->count() > 0, false);
       if (!error.empty()) return usage_error("connect", error);
       return run_connect(connect);
     }

@@ -4,10 +4,9 @@
 //
 // `const_buffer` is what send()/sendall()/sendto()/setsockopt() take: a
 // std::string_view, a string literal (without its NUL), a std::string, a
-// std::span, array or vector of char, unsigned char or std::byte. `mutable_buffer` is what recv_into()
-// and recvfrom_into() fill: a std::span, a std::array, a char array, a
-// std::string or a std::vector of one-byte elements. Both are two words,
-// passed by value, and never own memory.
+// std::span, array or vector of char, unsigned char or std::byte. `mutable_buffer` is what
+// recv_into() and recvfrom_into() fill: a std::span, a std::array, a char array, a std::string or a
+// std::vector of one-byte elements. Both are two words, passed by value, and never own memory.
 #pragma once
 
 #include <cstddef>
@@ -24,30 +23,31 @@ using bytes = std::string;
 
 namespace detail {
 template <class T>
-inline constexpr bool is_byte_like_v =
-    sizeof(T) == 1 && std::is_trivially_copyable_v<T> && !std::is_same_v<std::remove_cv_t<T>, bool>;
+inline constexpr bool is_byte_like_v = sizeof(T) == 1 && std::is_trivially_copyable_v<T> &&
+                                       !std::is_same_v<std::remove_cv_t<T>, bool>;
 
 // A range of one-byte elements laid out contiguously.
 template <class R>
 concept byte_range = std::ranges::contiguous_range<R> && std::ranges::sized_range<R> &&
-                     is_byte_like_v<std::remove_cv_t<std::ranges::range_value_t<R>>>;
+    is_byte_like_v<std::remove_cv_t<std::ranges::range_value_t<R>>>;
 
 // A const char array is a string literal in practice ("Hello" is
 // const char[6]): it is taken without its final NUL.
 template <class R>
-concept const_char_array =
-    std::is_array_v<std::remove_reference_t<R>> &&
-    std::is_same_v<std::remove_extent_t<std::remove_reference_t<R>>, const char>;
+concept const_char_array = std::is_array_v<std::remove_reference_t<R>> &&
+                           std::is_same_v < std::remove_extent_t<std::remove_reference_t<R>>,
+const char > ;
 
 // std::string, std::pmr::string and other string classes: viewed as text.
 template <class S>
-concept string_like = std::is_class_v<std::remove_cvref_t<S>> &&
-                      std::is_convertible_v<const std::remove_cvref_t<S>&, std::string_view>;
+concept string_like =
+    std::is_class_v<std::remove_cvref_t<S>> && std::is_convertible_v < const std::remove_cvref_t<S>
+&, std::string_view > ;
 
 // A C string pointer (char* or const char*), not an array.
 template <class P>
-concept c_string_pointer = std::is_same_v<std::remove_cvref_t<P>, const char*> ||
-                           std::is_same_v<std::remove_cvref_t<P>, char*>;
+concept c_string_pointer = std::is_same_v < std::remove_cvref_t<P>,
+const char* > || std::is_same_v<std::remove_cvref_t<P>, char*>;
 }  // namespace detail
 
 /// Read-only view of bytes to send.
@@ -60,8 +60,8 @@ class const_buffer {
       : data_(reinterpret_cast<const std::byte*>(text.data())), size_(text.size()) {}
   /// std::string and other string classes (a temporary lives through the call).
   template <detail::string_like S>
-    requires(!std::is_same_v<std::remove_cvref_t<S>, std::string_view>)
-  const_buffer(const S& text) noexcept : const_buffer(std::string_view(text)) {}
+  requires(!std::is_same_v<std::remove_cvref_t<S>, std::string_view>) const_buffer(const S& text)
+  noexcept : const_buffer(std::string_view(text)) {}
   /// A C string: the bytes up to its NUL.
   template <detail::c_string_pointer P>
   const_buffer(P&& c_string) noexcept : const_buffer(std::string_view(c_string)) {}
@@ -70,12 +70,13 @@ class const_buffer {
   /// pass a std::span or an unsigned char array for binary data.
   template <std::size_t N>
   const_buffer(const char (&literal)[N]) noexcept
-      : data_(reinterpret_cast<const std::byte*>(literal)), size_(literal[N - 1] == '\0' ? N - 1 : N) {}
+      : data_(reinterpret_cast<const std::byte*>(literal)),
+        size_(literal[N - 1] == '\0' ? N - 1 : N) {}
   /// Spans, vectors, std::arrays and non-const arrays of char, unsigned char
   /// or std::byte: every element.
   template <detail::byte_range R>
-    requires(!detail::const_char_array<R> && !detail::string_like<R>)
-  const_buffer(R&& range) noexcept
+  requires(!detail::const_char_array<R> && !detail::string_like<R>) const_buffer(R&& range)
+  noexcept
       : data_(reinterpret_cast<const std::byte*>(std::ranges::data(range))),
         size_(std::ranges::size(range)) {}
   /// Python's None is not bytes: a null pointer does not compile.
@@ -110,10 +111,12 @@ class mutable_buffer {
   /// Spans, arrays, std::arrays and vectors of one-byte elements. A temporary
   /// container is refused at compile time: what it received would be lost.
   template <detail::byte_range R>
-    requires(!std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<R>>> &&
-             (std::is_lvalue_reference_v<R> || std::ranges::borrowed_range<R>))
-  mutable_buffer(R&& range) noexcept
-      : data_(reinterpret_cast<std::byte*>(std::ranges::data(range))), size_(std::ranges::size(range)) {}
+  requires(!std::is_const_v<std::remove_reference_t<std::ranges::range_reference_t<R>>> &&
+           (std::is_lvalue_reference_v<R> || std::ranges::borrowed_range<R>))
+      mutable_buffer(R&& range)
+  noexcept
+      : data_(reinterpret_cast<std::byte*>(std::ranges::data(range))),
+        size_(std::ranges::size(range)) {}
 
   constexpr std::byte* data() const noexcept { return data_; }
   constexpr std::size_t size() const noexcept { return size_; }

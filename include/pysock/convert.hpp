@@ -47,7 +47,9 @@ constexpr To checked_unsigned(From x, const char* what) {
     throw std::out_of_range(what);
   return static_cast<To>(x);
 }
-constexpr std::uint16_t swap16(std::uint16_t x) { return static_cast<std::uint16_t>((x << 8) | (x >> 8)); }
+constexpr std::uint16_t swap16(std::uint16_t x) {
+  return static_cast<std::uint16_t>((x << 8) | (x >> 8));
+}
 constexpr std::uint32_t swap32(std::uint32_t x) {
   return (x << 24) | ((x << 8) & 0xff0000u) | ((x >> 8) & 0xff00u) | (x >> 24);
 }
@@ -57,12 +59,14 @@ inline constexpr bool host_is_little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 /// 16-bit host → network order; std::out_of_range outside 0–65535 (Python's OverflowError).
 template <std::integral T>
 constexpr std::uint16_t htons(T x) {
-  const auto v = detail::checked_unsigned<std::uint16_t>(x, "htons: Python int too large to convert to C 16-bit unsigned integer");
+  const auto v = detail::checked_unsigned<std::uint16_t>(
+      x, "htons: Python int too large to convert to C 16-bit unsigned integer");
   return detail::host_is_little ? detail::swap16(v) : v;
 }
 template <std::integral T>
 constexpr std::uint16_t ntohs(T x) {
-  const auto v = detail::checked_unsigned<std::uint16_t>(x, "ntohs: Python int too large to convert to C 16-bit unsigned integer");
+  const auto v = detail::checked_unsigned<std::uint16_t>(
+      x, "ntohs: Python int too large to convert to C 16-bit unsigned integer");
   return detail::host_is_little ? detail::swap16(v) : v;
 }
 /// 32-bit host → network order; std::out_of_range outside 0–2^32-1.

@@ -97,23 +97,57 @@ class os_error : public std::system_error {
   std::string message_;
 };
 
-class blocking_io_error : public os_error { using os_error::os_error; };
-class interrupted_error : public os_error { using os_error::os_error; };
-class timeout_error : public os_error { using os_error::os_error; };
-class connection_error : public os_error { using os_error::os_error; };
-class broken_pipe_error : public connection_error { using connection_error::connection_error; };
-class connection_aborted_error : public connection_error { using connection_error::connection_error; };
-class connection_refused_error : public connection_error { using connection_error::connection_error; };
-class connection_reset_error : public connection_error { using connection_error::connection_error; };
-class file_not_found_error : public os_error { using os_error::os_error; };
-class file_exists_error : public os_error { using os_error::os_error; };
-class permission_error : public os_error { using os_error::os_error; };
-class is_a_directory_error : public os_error { using os_error::os_error; };
-class not_a_directory_error : public os_error { using os_error::os_error; };
-class child_process_error : public os_error { using os_error::os_error; };
-class process_lookup_error : public os_error { using os_error::os_error; };
-class gaierror : public os_error { using os_error::os_error; };
-class herror : public os_error { using os_error::os_error; };
+class blocking_io_error : public os_error {
+  using os_error::os_error;
+};
+class interrupted_error : public os_error {
+  using os_error::os_error;
+};
+class timeout_error : public os_error {
+  using os_error::os_error;
+};
+class connection_error : public os_error {
+  using os_error::os_error;
+};
+class broken_pipe_error : public connection_error {
+  using connection_error::connection_error;
+};
+class connection_aborted_error : public connection_error {
+  using connection_error::connection_error;
+};
+class connection_refused_error : public connection_error {
+  using connection_error::connection_error;
+};
+class connection_reset_error : public connection_error {
+  using connection_error::connection_error;
+};
+class file_not_found_error : public os_error {
+  using os_error::os_error;
+};
+class file_exists_error : public os_error {
+  using os_error::os_error;
+};
+class permission_error : public os_error {
+  using os_error::os_error;
+};
+class is_a_directory_error : public os_error {
+  using os_error::os_error;
+};
+class not_a_directory_error : public os_error {
+  using os_error::os_error;
+};
+class child_process_error : public os_error {
+  using os_error::os_error;
+};
+class process_lookup_error : public os_error {
+  using os_error::os_error;
+};
+class gaierror : public os_error {
+  using os_error::os_error;
+};
+class herror : public os_error {
+  using os_error::os_error;
+};
 
 /// Throws the exception class Python would raise for `ec` (the one errno →
 /// class table of the library lives behind this function). The argument-range
@@ -127,8 +161,6 @@ class herror : public os_error { using os_error::os_error; };
 std::string_view python_exception_name(std::error_code ec) noexcept;
 
 /// Shorthand for the errno-valued error_code of the calling thread's errno.
-inline std::error_code last_error() noexcept {
-  return {errno, std::system_category()};
-}
+inline std::error_code last_error() noexcept { return {errno, std::system_category()}; }
 
 }  // namespace pysock

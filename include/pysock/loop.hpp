@@ -14,9 +14,9 @@
 //   loop.call_at(when, cb)                  loop.call_at(when, cb)        → callback_handle
 //   handle.cancel() / handle.cancelled()    handle.cancel() / handle.cancelled()
 //   loop.call_soon_threadsafe(cb)           loop.call_soon_threadsafe(cb) (from any thread)
-//   loop.add_reader(fd, cb) ...             loop.add_reader(fd, cb), add_writer, remove_reader, remove_writer
-//   loop.add_signal_handler(SIGINT, cb)     loop.add_signal_handler(SIGINT, cb), remove_signal_handler
-//   loop.run_in_executor(None, fn)          co_await loop.run_in_thread(fn)
+//   loop.add_reader(fd, cb) ...             loop.add_reader(fd, cb), add_writer, remove_reader,
+//   remove_writer loop.add_signal_handler(SIGINT, cb)     loop.add_signal_handler(SIGINT, cb),
+//   remove_signal_handler loop.run_in_executor(None, fn)          co_await loop.run_in_thread(fn)
 //   asyncio.create_task(coro)               pysock::create_task(coro())    → task_handle<T>
 //   task.cancel() / done() / result()       h.cancel() / h.done() / h.result()
 //   await task                              co_await h
@@ -24,16 +24,15 @@
 //   await loop.sock_recv_into(s, buf)       co_await loop.sock_recv_into(s, buf)   → std::size_t
 //   await loop.sock_sendall(s, data)        co_await loop.sock_sendall(s, data)
 //   await loop.sock_sendto(s, data, addr)   co_await loop.sock_sendto(s, data, addr) → std::size_t
-//   await loop.sock_recvfrom(s, n)          co_await loop.sock_recvfrom(s, n)      → (bytes, address)
-//   await loop.sock_recvfrom_into(s, buf)   co_await loop.sock_recvfrom_into(s, buf)
-//   conn, addr = await loop.sock_accept(s)  auto [conn, addr] = co_await loop.sock_accept(s);
-//   await loop.sock_connect(s, addr)        co_await loop.sock_connect(s, addr)
-//   await asyncio.sleep(0.1)                co_await pysock::sleep(100ms)
-//   await asyncio.wait_for(coro, 1.0)       co_await pysock::wait_for(coro(), 1s)   (timeout_error)
-//   await asyncio.gather(a(), b())          co_await pysock::gather(a(), b())       → std::tuple
-//   asyncio.Event                           pysock::event
-//   asyncio.CancelledError                  pysock::cancelled_error (pysock/task.hpp)
-//   asyncio.TimeoutError / TimeoutError     pysock::timeout_error (pysock/error.hpp)
+//   await loop.sock_recvfrom(s, n)          co_await loop.sock_recvfrom(s, n)      → (bytes,
+//   address) await loop.sock_recvfrom_into(s, buf)   co_await loop.sock_recvfrom_into(s, buf) conn,
+//   addr = await loop.sock_accept(s)  auto [conn, addr] = co_await loop.sock_accept(s); await
+//   loop.sock_connect(s, addr)        co_await loop.sock_connect(s, addr) await asyncio.sleep(0.1)
+//   co_await pysock::sleep(100ms) await asyncio.wait_for(coro, 1.0)       co_await
+//   pysock::wait_for(coro(), 1s)   (timeout_error) await asyncio.gather(a(), b())          co_await
+//   pysock::gather(a(), b())       → std::tuple asyncio.Event pysock::event asyncio.CancelledError
+//   pysock::cancelled_error (pysock/task.hpp) asyncio.TimeoutError / TimeoutError
+//   pysock::timeout_error (pysock/error.hpp)
 //
 // Streams (open_connection, start_server, StreamReader/StreamWriter) are in
 // pysock/streams.hpp.
@@ -169,8 +168,8 @@ struct io_op : cancel_slot {
   bool cancelled = false;  // withdrawn by Task.cancel(): await_resume throws
   int fd = -1;
   event_loop* loop = nullptr;
-  std::coroutine_handle<> handle;   // the coroutine to resume (none for callbacks)
-  task_state_base* owner = nullptr; // the task that waits (for cancellation)
+  std::coroutine_handle<> handle;    // the coroutine to resume (none for callbacks)
+  task_state_base* owner = nullptr;  // the task that waits (for cancellation)
   std::error_code ec;
 
   explicit io_op(op_kind k, bool w) noexcept : kind(k), write(w) {}
@@ -190,7 +189,7 @@ struct fd_entry {
   bool in_epoll = false;         // epoll_ctl(ADD) done and not removed by us
   bool armed = false;            // a one-shot registration has not fired yet
   bool attached = false;
-  bool persistent = false;       // level-triggered (add_reader/add_writer)
+  bool persistent = false;  // level-triggered (add_reader/add_writer)
 };
 
 struct ready_item {
@@ -259,7 +258,8 @@ class callback_handle {
   explicit callback_handle(detail::callback_state* state) noexcept;
   callback_handle(const callback_handle& other) noexcept;
   callback_handle& operator=(const callback_handle& other) noexcept;
-  callback_handle(callback_handle&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  callback_handle(callback_handle&& other) noexcept
+      : state_(std::exchange(other.state_, nullptr)) {}
   callback_handle& operator=(callback_handle&& other) noexcept;
   ~callback_handle() { detail::release(state_); }
 
@@ -496,8 +496,8 @@ class event_loop {
   int wake_fd_ = -1;
 
   int signal_fd_ = -1;
-  sigset_t signal_mask_{};         // signals with a handler
-  sigset_t blocked_before_{};      // which of them were blocked before we blocked them
+  sigset_t signal_mask_{};     // signals with a handler
+  sigset_t blocked_before_{};  // which of them were blocked before we blocked them
   std::map<int, std::function<void()>> signal_handlers_;
 
   struct worker {
@@ -564,7 +564,8 @@ class io_awaiter : public io_op {
 
 class event_loop::recv_into_op : public detail::io_awaiter<recv_into_op> {
  public:
-  recv_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size, std::error_code precheck) noexcept
+  recv_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size,
+               std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::recv_into, false, descriptor), data_(data), size_(size) {
     ec = precheck;
   }
@@ -629,13 +630,15 @@ class event_loop::sendall_op : public detail::io_awaiter<sendall_op> {
 
 class event_loop::sendto_op : public detail::io_awaiter<sendto_op> {
  public:
-  sendto_op(event_loop& l, int descriptor, const_buffer data, const sockaddr_buffer& to, std::error_code precheck) noexcept
+  sendto_op(event_loop& l, int descriptor, const_buffer data, const sockaddr_buffer& to,
+            std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::sendto, true, descriptor), data_(data), to_(to) {
     ec = precheck;
   }
   bool perform() noexcept {
-    const ssize_t n =
-        retry([&] { return ::sendto(fd, data_.data(), data_.size(), MSG_NOSIGNAL, to_.get(), to_.length); });
+    const ssize_t n = retry([&] {
+      return ::sendto(fd, data_.data(), data_.size(), MSG_NOSIGNAL, to_.get(), to_.length);
+    });
     if (n >= 0) result_ = static_cast<std::size_t>(n);
     return finish(n);
   }
@@ -652,7 +655,8 @@ class event_loop::sendto_op : public detail::io_awaiter<sendto_op> {
 
 class event_loop::recvfrom_into_op : public detail::io_awaiter<recvfrom_into_op> {
  public:
-  recvfrom_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size, std::error_code precheck) noexcept
+  recvfrom_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size,
+                   std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::recvfrom_into, false, descriptor), data_(data), size_(size) {
     ec = precheck;
   }
@@ -733,10 +737,12 @@ class event_loop::connect_op : public detail::io_awaiter<connect_op> {
   connect_op(event_loop& l, int descriptor, const sockaddr_buffer& to) noexcept
       : io_awaiter(l, detail::op_kind::connect, true, descriptor), to_(to) {}
   bool perform() noexcept;  // loop.cpp: connect(), then SO_ERROR once writable
- void await_resume() {
+  void await_resume() {
     if (handle) loop->resumed(owner, this);
     if (cancelled) throw cancelled_error();
-    if (ec) throw_os_error(ec, "sock_connect(" + (peer_ != nullptr ? peer_->to_string() : std::string()) + ")");
+    if (ec)
+      throw_os_error(
+          ec, "sock_connect(" + (peer_ != nullptr ? peer_->to_string() : std::string()) + ")");
   }
 
  private:
@@ -940,7 +946,8 @@ struct thread_call_awaiter : cancel_slot {
   task_state_base* owner = nullptr;
   bool cancelled = false;
 
-  thread_call_awaiter(event_loop& l, std::shared_ptr<thread_call_of<R>> c) noexcept : loop(&l), call(std::move(c)) {}
+  thread_call_awaiter(event_loop& l, std::shared_ptr<thread_call_of<R>> c) noexcept
+      : loop(&l), call(std::move(c)) {}
   thread_call_awaiter(const thread_call_awaiter&) = delete;
   thread_call_awaiter& operator=(const thread_call_awaiter&) = delete;
 
@@ -1041,7 +1048,9 @@ struct timed_join : cancel_slot, join_node, timer_node {
   bool timed_out = false;
   bool outer_cancelled = false;
 
-  timed_join(task_state_base* t, loop_clock::time_point deadline) noexcept : target(t) { when = deadline; }
+  timed_join(task_state_base* t, loop_clock::time_point deadline) noexcept : target(t) {
+    when = deadline;
+  }
   timed_join(const timed_join&) = delete;
   timed_join& operator=(const timed_join&) = delete;
   ~timed_join() {
@@ -1072,7 +1081,8 @@ struct join_all : cancel_slot {
   std::coroutine_handle<> handle;
   bool outer_cancelled = false;
 
-  explicit join_all(std::vector<task_state_base*> t) : targets(std::move(t)), nodes(targets.size()) {}
+  explicit join_all(std::vector<task_state_base*> t)
+      : targets(std::move(t)), nodes(targets.size()) {}
   join_all(const join_all&) = delete;
   join_all& operator=(const join_all&) = delete;
   ~join_all();
@@ -1148,10 +1158,14 @@ task<std::tuple<detail::gathered_t<Ts>...>> gather(task<Ts>... tasks) {
   if (waiter.outer_cancelled) throw cancelled_error();
   if (waiter.first_failure) {
     std::size_t i = 0;
-    std::apply([&](auto&... h) { ((i++ == *waiter.first_failure ? detail::rethrow_failure(h) : void()), ...); },
-               handles);
+    std::apply(
+        [&](auto&... h) {
+          ((i++ == *waiter.first_failure ? detail::rethrow_failure(h) : void()), ...);
+        },
+        handles);
   }
-  co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_result(h)...); }, handles);
+  co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_result(h)...); },
+                       handles);
 }
 
 /// gather() over a run-time list of tasks of one type.

@@ -16,8 +16,8 @@
 // here may block on DNS.
 #pragma once
 
-#include <netdb.h>
 #include <net/if.h>
+#include <netdb.h>
 
 #include <cstddef>
 #include <optional>
@@ -34,8 +34,8 @@ namespace pysock {
 /// digits as text, or nothing (Python's None).
 class service {
  public:
-  service() = default;                            // None
-  service(std::nullopt_t) {}                      // None
+  service() = default;        // None
+  service(std::nullopt_t) {}  // None
   service(int port) : text_(std::to_string(port)) {}
   service(std::string_view name) : text_(name) {}
   service(const char* name) : text_(name ? std::optional<std::string>(name) : std::nullopt) {}
@@ -64,7 +64,8 @@ std::vector<addrinfo_entry> getaddrinfo(std::optional<std::string_view> host, se
 /// getaddrinfo(nullptr, ...) is Python's getaddrinfo(None, ...).
 inline std::vector<addrinfo_entry> getaddrinfo(std::nullptr_t, service port, int family = AF_UNSPEC,
                                                int type = 0, int proto = 0, int flags = 0) {
-  return getaddrinfo(std::optional<std::string_view>(), std::move(port), family, type, proto, flags);
+  return getaddrinfo(std::optional<std::string_view>(), std::move(port), family, type, proto,
+                     flags);
 }
 
 /// Python's getnameinfo(sockaddr, flags) → (host, service). The address host

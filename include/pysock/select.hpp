@@ -4,11 +4,10 @@
 // epoll objects (Linux), kqueue/kevent (BSD, macOS) or devpoll (Solaris).
 //
 //   import select                              #include <pysock/select.hpp>
-//   r, w, x = select.select([s, 5], [], [], 1) auto [r, w, x] = pysock::select({&s, 5}, {}, {}, 1s);
-//   p = select.poll()                          auto p = pysock::poll();
-//   p.register(s, select.POLLIN)               p.register_(s, POLLIN);
-//   for fd, ev in p.poll(1000): ...            for (auto [fd, ev] : p.poll(1000)) ...
-//   ep = select.epoll()                        pysock::epoll ep;
+//   r, w, x = select.select([s, 5], [], [], 1) auto [r, w, x] = pysock::select({&s, 5}, {}, {},
+//   1s); p = select.poll()                          auto p = pysock::poll(); p.register(s,
+//   select.POLLIN)               p.register_(s, POLLIN); for fd, ev in p.poll(1000): ... for (auto
+//   [fd, ev] : p.poll(1000)) ... ep = select.epoll()                        pysock::epoll ep;
 //   ep.register(fd, select.EPOLLIN)            ep.register_(fd, EPOLLIN);
 //   for fd, ev in ep.poll(0.5): ...            for (auto [fd, ev] : ep.poll(500ms)) ...
 //
@@ -51,7 +50,8 @@
 #endif
 #if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || defined(__NetBSD__) || \
     defined(__DragonFly__)
-#include <sys/types.h>
+#include <sys/types.h>  // first: older BSD and Solaris headers below need it
+
 #include <sys/event.h>
 #include <sys/time.h>
 
@@ -128,10 +128,12 @@ class selectable {
 /// object with a `fileno()` member (pysock::socket, pysock::selectable, your
 /// own types), or a pointer / smart pointer to one.
 template <class T>
-concept fileno_source =
-    (std::integral<T> && !std::same_as<T, bool>) ||
-    requires(const T& x) { { x.fileno() } -> std::convertible_to<int>; } ||
-    requires(const T& x) { { x->fileno() } -> std::convertible_to<int>; };
+concept fileno_source = (std::integral<T> && !std::same_as<T, bool>) || requires(const T& x) {
+  { x.fileno() } -> std::convertible_to<int>;
+}
+|| requires(const T& x) {
+  { x->fileno() } -> std::convertible_to<int>;
+};
 
 /// The descriptor of a list element (Python's `_fileobj_to_fd` without the
 /// checks): a null pointer gives -1, which the caller rejects as negative.
@@ -336,7 +338,7 @@ class poll_object {
  private:
   std::size_t wait(wait_timeout timeout);
 
-  std::vector<pollfd> fds_;                    // what poll(2) gets, in one block
+  std::vector<pollfd> fds_;                     // what poll(2) gets, in one block
   std::unordered_map<int, std::size_t> index_;  // fd → position in fds_
   std::atomic<bool> polling_{false};
 };
@@ -417,8 +419,7 @@ class epoll {
   struct adopt_tag {};
   epoll(adopt_tag, int fd) noexcept : fd_(fd) {}
   int checked_fd() const;
-  void control(int op, const char* what, selectable fd, std::uint32_t eventmask,
-               epoll_data_t data);
+  void control(int op, const char* what, selectable fd, std::uint32_t eventmask, epoll_data_t data);
 
   int fd_ = -1;
 };

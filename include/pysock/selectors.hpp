@@ -60,8 +60,8 @@
 // - Not thread-safe (nor is Python's); use one selector per thread.
 #pragma once
 
-#include <any>
 #include <algorithm>
+#include <any>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -104,9 +104,9 @@ struct selector_event {
 namespace detail {
 
 // Non-template pieces (src/selectors.cpp): the checks and messages.
-void check_selector_events(unsigned events);                     // "Invalid events: N"
-int selector_fd(const selectable& fileobj);                       // "Invalid file descriptor: N"
-void check_select_fd(int fd);                                     // fd < FD_SETSIZE
+void check_selector_events(unsigned events);  // "Invalid events: N"
+int selector_fd(const selectable& fileobj);   // "Invalid file descriptor: N"
+void check_select_fd(int fd);                 // fd < FD_SETSIZE
 [[noreturn]] void throw_already_registered(const selectable& fileobj, int fd);
 [[noreturn]] void throw_not_registered(const selectable& fileobj);
 [[noreturn]] void throw_selector_closed();

@@ -89,7 +89,8 @@ inline constexpr socket_option<SOL_SOCKET, SO_SNDBUF, int> so_sndbuf{};
 inline constexpr socket_option<SOL_SOCKET, SO_TYPE, int> so_type{};
 inline constexpr socket_option<SOL_SOCKET, SO_ERROR, int> so_error{};
 /// SO_LINGER: std::nullopt turns lingering off; a value (whole seconds) turns it on.
-inline constexpr socket_option<SOL_SOCKET, SO_LINGER, std::optional<std::chrono::seconds>> so_linger{};
+inline constexpr socket_option<SOL_SOCKET, SO_LINGER, std::optional<std::chrono::seconds>>
+    so_linger{};
 inline constexpr socket_option<IPPROTO_TCP, TCP_NODELAY, bool> tcp_nodelay{};
 inline constexpr socket_option<IPPROTO_IPV6, IPV6_V6ONLY, bool> ipv6_v6only{};
 
@@ -243,15 +244,18 @@ class socket {
   /// Python's sendmsg(buffers, ancdata, flags, address): one sendmsg(2) that
   /// gathers every buffer (no copy) with control messages; like send(), may
   /// send less than everything. Each ancillary item takes CMSG_SPACE(len).
-  std::size_t sendmsg(std::span<const const_buffer> buffers, std::span<const ancillary> ancdata = {},
-                      int flags = 0, const pysock::address& addr = {});
+  std::size_t sendmsg(std::span<const const_buffer> buffers,
+                      std::span<const ancillary> ancdata = {}, int flags = 0,
+                      const pysock::address& addr = {});
   std::size_t sendmsg(std::initializer_list<const_buffer> buffers,
                       std::span<const ancillary> ancdata = {}, int flags = 0,
                       const pysock::address& addr = {}) {
-    return sendmsg(std::span<const const_buffer>(buffers.begin(), buffers.size()), ancdata, flags, addr);
+    return sendmsg(std::span<const const_buffer>(buffers.begin(), buffers.size()), ancdata, flags,
+                   addr);
   }
-  std::size_t sendmsg(std::initializer_list<const_buffer> buffers, std::initializer_list<ancillary> ancdata,
-                      int flags = 0, const pysock::address& addr = {}) {
+  std::size_t sendmsg(std::initializer_list<const_buffer> buffers,
+                      std::initializer_list<ancillary> ancdata, int flags = 0,
+                      const pysock::address& addr = {}) {
     return sendmsg(std::span<const const_buffer>(buffers.begin(), buffers.size()),
                    std::span<const ancillary>(ancdata.begin(), ancdata.size()), flags, addr);
   }
@@ -265,11 +269,12 @@ class socket {
   recvmsg_result recvmsg(std::size_t bufsize, std::size_t ancbufsize = 0, int flags = 0);
   /// Python's recvmsg_into(buffers, ancbufsize, flags): scatters one message
   /// over the buffers in order.
-  recvmsg_into_result recvmsg_into(std::span<const mutable_buffer> buffers, std::size_t ancbufsize = 0,
-                                   int flags = 0);
+  recvmsg_into_result recvmsg_into(std::span<const mutable_buffer> buffers,
+                                   std::size_t ancbufsize = 0, int flags = 0);
   recvmsg_into_result recvmsg_into(std::initializer_list<mutable_buffer> buffers,
                                    std::size_t ancbufsize = 0, int flags = 0) {
-    return recvmsg_into(std::span<const mutable_buffer>(buffers.begin(), buffers.size()), ancbufsize, flags);
+    return recvmsg_into(std::span<const mutable_buffer>(buffers.begin(), buffers.size()),
+                        ancbufsize, flags);
   }
   recvmsg_into_result recvmsg_into(std::span<const mutable_buffer> buffers, std::size_t ancbufsize,
                                    int flags, std::error_code& ec);
@@ -345,7 +350,8 @@ class socket {
     const long double count = std::chrono::duration_cast<ns_rep>(d).count();
     if (std::isnan(count)) throw std::invalid_argument("Invalid value NaN (not a number)");
     const long double whole = count < 0 ? -std::ceil(-count) : std::ceil(count);
-    if (whole >= 9.2e18L || whole <= -9.2e18L) throw std::out_of_range("timeout doesn't fit into C timeval");
+    if (whole >= 9.2e18L || whole <= -9.2e18L)
+      throw std::out_of_range("timeout doesn't fit into C timeval");
     return std::chrono::nanoseconds(static_cast<std::int64_t>(whole));
   }
 
@@ -517,10 +523,12 @@ std::size_t send_fds(socket& sock, std::span<const const_buffer> buffers, std::s
                      int flags = 0, const address& addr = {});
 inline std::size_t send_fds(socket& sock, std::initializer_list<const_buffer> buffers,
                             std::span<const int> fds, int flags = 0, const address& addr = {}) {
-  return send_fds(sock, std::span<const const_buffer>(buffers.begin(), buffers.size()), fds, flags, addr);
+  return send_fds(sock, std::span<const const_buffer>(buffers.begin(), buffers.size()), fds, flags,
+                  addr);
 }
 inline std::size_t send_fds(socket& sock, std::initializer_list<const_buffer> buffers,
-                            std::initializer_list<int> fds, int flags = 0, const address& addr = {}) {
+                            std::initializer_list<int> fds, int flags = 0,
+                            const address& addr = {}) {
   return send_fds(sock, buffers, std::span<const int>(fds.begin(), fds.size()), flags, addr);
 }
 

@@ -3,16 +3,16 @@
 // pysock/streams.hpp — Python's asyncio streams over pysock's event loop.
 //
 //   Python (asyncio)                                  pysock
-//   r, w = await asyncio.open_connection(h, p)        auto [r, w] = co_await pysock::open_connection(h, p);
-//   srv = await asyncio.start_server(cb, h, p)        auto srv = co_await pysock::start_server(cb, h, p);
-//   await srv.serve_forever()                         co_await srv.serve_forever();
-//   srv.close(); await srv.wait_closed()              srv.close(); co_await srv.wait_closed();
-//   srv.close_clients()   (3.13)                      srv.close_clients();
-//   srv.sockets[0].getsockname()                      srv.sockets()[0]->getsockname(), or srv.sockname()
-//   await r.read(n) / r.read()                        co_await r.read(n) / co_await r.read()
-//   await r.readexactly(n)                            co_await r.readexactly(n)  (incomplete_read_error)
-//   await r.readline() / r.readuntil(b'\r\n')         co_await r.readline() / co_await r.readuntil("\r\n")
-//   r.at_eof()                                        r.at_eof()
+//   r, w = await asyncio.open_connection(h, p)        auto [r, w] = co_await
+//   pysock::open_connection(h, p); srv = await asyncio.start_server(cb, h, p)        auto srv =
+//   co_await pysock::start_server(cb, h, p); await srv.serve_forever() co_await
+//   srv.serve_forever(); srv.close(); await srv.wait_closed()              srv.close(); co_await
+//   srv.wait_closed(); srv.close_clients()   (3.13)                      srv.close_clients();
+//   srv.sockets[0].getsockname()                      srv.sockets()[0]->getsockname(), or
+//   srv.sockname() await r.read(n) / r.read()                        co_await r.read(n) / co_await
+//   r.read() await r.readexactly(n)                            co_await r.readexactly(n)
+//   (incomplete_read_error) await r.readline() / r.readuntil(b'\r\n')         co_await r.readline()
+//   / co_await r.readuntil("\r\n") r.at_eof()                                        r.at_eof()
 //   w.write(data); await w.drain()                    w.write(data); co_await w.drain();
 //   w.write_eof() / w.can_write_eof()                 w.write_eof() / w.can_write_eof()
 //   w.close(); await w.wait_closed()                  w.close(); co_await w.wait_closed();
@@ -75,8 +75,8 @@ class limit_overrun_error : public std::runtime_error {
 
 /// Per-stream sizes (Python's `limit` and the transport's write limits).
 struct stream_limits {
-  std::size_t limit = 64 * 1024;       ///< readuntil()/readline() line limit
-  std::size_t high_water = 64 * 1024;  ///< drain() waits above this
+  std::size_t limit = 64 * 1024;         ///< readuntil()/readline() line limit
+  std::size_t high_water = 64 * 1024;    ///< drain() waits above this
   std::optional<std::size_t> low_water;  ///< ...until this; default high_water / 4
 };
 
@@ -147,13 +147,16 @@ class stream_writer {
 };
 
 /// Wraps a connected socket (made non-blocking here) in a stream pair on `loop`.
-std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket sock, const stream_limits& limits = {});
+std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket sock,
+                                                     const stream_limits& limits = {});
 
 /// Python's open_connection(): resolves `host` off the loop thread (a numeric
 /// host needs no resolution), tries each address in turn, returns the streams.
-task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, stream_limits limits = {});
+task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port,
+                                                              stream_limits limits = {});
 /// open_unix_connection(path).
-task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, stream_limits limits = {});
+task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path,
+                                                                   stream_limits limits = {});
 
 /// The client_connected_cb of start_server(): a coroutine per connection.
 using connection_handler = std::function<task<void>(stream_reader, stream_writer)>;
@@ -166,7 +169,8 @@ struct server_state;
 class server {
  public:
   server() = default;
-  explicit server(std::shared_ptr<detail::server_state> state) noexcept : state_(std::move(state)) {}
+  explicit server(std::shared_ptr<detail::server_state> state) noexcept
+      : state_(std::move(state)) {}
   server(server&&) noexcept = default;
   server& operator=(server&& other) noexcept;
   server(const server&) = delete;
@@ -204,11 +208,13 @@ struct server_config {
 /// Python's start_server(): binds, listens, and accepts in the background;
 /// each connection runs `handler` as its own task. A host name is resolved
 /// off the loop thread.
-task<server> start_server(connection_handler handler, std::string host, int port, server_config config = {});
+task<server> start_server(connection_handler handler, std::string host, int port,
+                          server_config config = {});
 /// start_server(sock=...): serves an already listening socket.
 task<server> start_server(connection_handler handler, socket listener, server_config config = {});
 /// start_unix_server(path).
-task<server> start_unix_server(connection_handler handler, std::string path, server_config config = {});
+task<server> start_unix_server(connection_handler handler, std::string path,
+                               server_config config = {});
 
 /// Options of serve_forever().
 struct serve_options {
@@ -234,6 +240,7 @@ struct serve_options {
 /// connections. Blocks until a stop signal or `options.stop`; then closes the
 /// listeners, cancels the handlers, joins the threads and returns. An
 /// exception in a loop's thread is rethrown here after all threads ended.
-void serve_forever(connection_handler handler, const std::string& host, int port, serve_options options = {});
+void serve_forever(connection_handler handler, const std::string& host, int port,
+                   serve_options options = {});
 
 }  // namespace pysock

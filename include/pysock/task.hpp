@@ -2,8 +2,8 @@
 //
 // pysock/task.hpp — the coroutine type of pysock's event loop.
 //
-//   async def fetch(): ...                 pysock::task<pysock::bytes> fetch() { ... co_return data; }
-//   data = await fetch()                   pysock::bytes data = co_await fetch();
+//   async def fetch(): ...                 pysock::task<pysock::bytes> fetch() { ... co_return
+//   data; } data = await fetch()                   pysock::bytes data = co_await fetch();
 //   asyncio.CancelledError                 pysock::cancelled_error
 //   asyncio.InvalidStateError              pysock::invalid_state_error
 //
@@ -160,7 +160,7 @@ struct task_promise : promise_base {
 
   task<T> get_return_object() noexcept;
   template <class U = T>
-    requires std::is_convertible_v<U&&, T>
+  requires std::is_convertible_v<U&&, T>
   void return_value(U&& v) noexcept(std::is_nothrow_constructible_v<T, U&&>) {
     value.emplace(std::forward<U>(v));
   }
@@ -241,7 +241,8 @@ class [[nodiscard]] task {
   /// awaiting an empty, running or finished task throws invalid_state_error.
   awaiter operator co_await() {
     if (!h_) throw invalid_state_error("co_await on an empty task (moved from?)");
-    if (h_.promise().started) throw invalid_state_error("task awaited twice: a coroutine can be awaited once");
+    if (h_.promise().started)
+      throw invalid_state_error("task awaited twice: a coroutine can be awaited once");
     h_.promise().started = true;
     return awaiter{h_};
   }

@@ -165,12 +165,14 @@ int gather(long n) {
     if (part.empty()) break;
     got += part;
   }
-  std::cout << "buffers=" << n << " sent=" << sent << " match=" << (got == expected ? 1 : 0) << std::endl;
+  std::cout << "buffers=" << n << " sent=" << sent << " match=" << (got == expected ? 1 : 0)
+            << std::endl;
   return got == expected ? 0 : 1;
 }
 
 int usage() {
-  std::cerr << "usage: advanced_peer recv-fds PATH | recvmsg-into PATH | makefile-server | gather N\n";
+  std::cerr
+      << "usage: advanced_peer recv-fds PATH | recvmsg-into PATH | makefile-server | gather N\n";
   return 2;
 }
 

@@ -19,10 +19,10 @@ struct http_server_args {
   /// The event loop transport (default): loops, one thread each (default 1).
   /// The threads transport: connections served at once (default 64).
   std::optional<std::size_t> threads;
-  std::string transport = "loop";  ///< "loop" or "threads" (hidden option)
+  std::string transport = "loop";      ///< "loop" or "threads" (hidden option)
   std::string loop_backend = "epoll";  ///< --loop: "epoll" or "io_uring"
-  double header_timeout = 20.0;  ///< seconds (hidden option, for tests)
-  double write_timeout = 60.0;   ///< seconds a send may wait for room
+  double header_timeout = 20.0;        ///< seconds (hidden option, for tests)
+  double write_timeout = 60.0;         ///< seconds a send may wait for room
 };
 int run_http_server(const http_server_args& args);
 
@@ -42,7 +42,7 @@ int run_echo_client(const echo_client_args& args);
 
 /// `pysock connect` and `pysock listen`: netcat's two modes.
 struct netcat_args {
-  std::string host;       ///< connect: the peer; listen: the address to bind
+  std::string host;  ///< connect: the peer; listen: the address to bind
   int port = 0;
   std::string unix_path;  ///< -U: an AF_UNIX stream socket instead of TCP/UDP
   bool udp = false;       ///< -u

@@ -40,7 +40,8 @@ int run_echo_server(const echo_server_args& args) {
   socket listener = socket::closed_socket();
   try {
     server_options options;
-    options.family = getaddrinfo(args.bind, args.port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().family;
+    options.family =
+        getaddrinfo(args.bind, args.port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().family;
     listener = create_server({args.bind, args.port}, options);
   } catch (const os_error& e) {
     std::cerr << "pysock echo-server: " << e.what() << '\n';

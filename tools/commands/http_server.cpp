@@ -77,8 +77,8 @@ int run_http_server(const http_server_args& args) {
   const std::string host = local.host();
   const std::string url_host = local.family() == AF_INET6 ? "[" + host + "]" : host;
   // The real port (port 0 asks the kernel for one): tests read it from here.
-  std::cout << "Serving HTTP on " << host << " port " << local.port() << " (http://" << url_host << ':'
-            << local.port() << "/) ..." << std::endl;
+  std::cout << "Serving HTTP on " << host << " port " << local.port() << " (http://" << url_host
+            << ':' << local.port() << "/) ..." << std::endl;
 
   const auto write_timeout = seconds_to_ms(args.write_timeout);
   const auto errors = [&context](const std::string& message) {
@@ -87,7 +87,8 @@ int run_http_server(const http_server_args& args) {
   int signal_number = 0;
   if (use_loop) {
     http::loop_transport_options options;
-    options.loop.backend = args.loop_backend == "io_uring" ? loop_backend::io_uring : loop_backend::epoll;
+    options.loop.backend =
+        args.loop_backend == "io_uring" ? loop_backend::io_uring : loop_backend::epoll;
     options.write_timeout = write_timeout;
     options.stop_fd = stop.event_fd();
     options.errors = errors;

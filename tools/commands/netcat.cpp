@@ -53,7 +53,8 @@ int relay(socket& sock, const netcat_args& args, const char* name) {
     while (true) {
       int timeout_ms = args.idle_timeout ? to_ms(*args.idle_timeout) : -1;
       if (datagram && !stdin_open && !args.idle_timeout) timeout_ms = to_ms(udp_linger_seconds);
-      std::array<pollfd, 2> fds{{{stdin_open ? STDIN_FILENO : -1, POLLIN, 0}, {sock.fileno(), POLLIN, 0}}};
+      std::array<pollfd, 2> fds{
+          {{stdin_open ? STDIN_FILENO : -1, POLLIN, 0}, {sock.fileno(), POLLIN, 0}}};
       const int ready = ::poll(fds.data(), fds.size(), timeout_ms);
       if (ready < 0) {
         if (errno == EINTR) continue;
@@ -71,7 +72,8 @@ int relay(socket& sock, const netcat_args& args, const char* name) {
         if (n == 0 && !datagram) return 0;  // the peer closed: done
         if (!write_all(STDOUT_FILENO, buffer.data(), n)) {
           if (errno == EPIPE) return 0;  // whoever reads our output has gone
-          std::cerr << "pysock " << name << ": write(stdout): " << std::generic_category().message(errno) << '\n';
+          std::cerr << "pysock " << name
+                    << ": write(stdout): " << std::generic_category().message(errno) << '\n';
           return 1;
         }
       }
@@ -79,7 +81,8 @@ int relay(socket& sock, const netcat_args& args, const char* name) {
         const ssize_t n = ::read(STDIN_FILENO, buffer.data(), buffer.size());
         if (n < 0) {
           if (errno == EINTR || errno == EAGAIN) continue;
-          std::cerr << "pysock " << name << ": read(stdin): " << std::generic_category().message(errno) << '\n';
+          std::cerr << "pysock " << name
+                    << ": read(stdin): " << std::generic_category().message(errno) << '\n';
           return 1;
         }
         if (n == 0 || (fds[0].revents & POLLNVAL) != 0) {
@@ -146,7 +149,8 @@ int run_listen(const netcat_args& args) {
     } else if (args.udp) {
       sock = open_udp(args.host, args.port, true);
       const address local = sock.getsockname();
-      std::cerr << "Listening on " << local.host() << " port " << local.port() << " (UDP) ..." << std::endl;
+      std::cerr << "Listening on " << local.host() << " port " << local.port() << " (UDP) ..."
+                << std::endl;
       // The first datagram says who the peer is: print it and answer there.
       std::array<char, 64 * 1024> first;
       auto [n, peer] = sock.recvfrom_into(first);
@@ -154,11 +158,13 @@ int run_listen(const netcat_args& args) {
       sock.connect(peer);
     } else {
       server_options options;
-      options.family = getaddrinfo(args.host, args.port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().family;
+      options.family =
+          getaddrinfo(args.host, args.port, AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE).front().family;
       options.backlog = 1;
       socket listener = create_server({args.host, args.port}, options);
       const address local = listener.getsockname();
-      std::cerr << "Listening on " << local.host() << " port " << local.port() << " ..." << std::endl;
+      std::cerr << "Listening on " << local.host() << " port " << local.port() << " ..."
+                << std::endl;
       sock = listener.accept().first;  // one connection, as nc -l; the listener closes here
     }
     status = relay(sock, args, "listen");

@@ -34,7 +34,8 @@ void reap(std::list<worker>& workers) {
 }  // namespace
 
 int serve_threads(socket& listener, stop_signal& stop, std::size_t max_threads,
-                  const connection_handler& handler, const std::function<void(const std::string&)>& errors) {
+                  const connection_handler& handler,
+                  const std::function<void(const std::string&)>& errors) {
   listener.setblocking(false);
   // Each finishing worker bumps this eventfd, so the accept loop wakes up
   // when a slot frees while it is at the bound.

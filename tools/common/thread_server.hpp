@@ -27,6 +27,7 @@ using connection_handler = std::function<void(socket conn, address peer, int sto
 /// (ECONNABORTED) are skipped; running out of descriptors (EMFILE) is
 /// reported on `errors` and retried after a pause instead of spinning.
 int serve_threads(socket& listener, stop_signal& stop, std::size_t max_threads,
-                  const connection_handler& handler, const std::function<void(const std::string&)>& errors);
+                  const connection_handler& handler,
+                  const std::function<void(const std::string&)>& errors);
 
 }  // namespace pysock::tools

@@ -50,8 +50,8 @@ void lingering_close(socket& conn, bool peer_closed) {
 
 }  // namespace
 
-void serve_connection_blocking(socket& conn, const server_context& context, std::string client, int stop_fd,
-                               std::chrono::milliseconds write_timeout) {
+void serve_connection_blocking(socket& conn, const server_context& context, std::string client,
+                               int stop_fd, std::chrono::milliseconds write_timeout) {
   bool peer_closed = false;
   bool stopping = false;
   try {

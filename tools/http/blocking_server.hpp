@@ -21,7 +21,7 @@ namespace pysock::http {
 /// Each send waits at most `write_timeout` for room (a client that stops
 /// reading is dropped). Never throws for network errors: a peer that resets
 /// or vanishes mid-response only ends this connection.
-void serve_connection_blocking(socket& conn, const server_context& context, std::string client, int stop_fd,
-                               std::chrono::milliseconds write_timeout);
+void serve_connection_blocking(socket& conn, const server_context& context, std::string client,
+                               int stop_fd, std::chrono::milliseconds write_timeout);
 
 }  // namespace pysock::http

@@ -38,13 +38,16 @@ std::string make_etag(std::uint64_t size, std::int64_t mtime_ns) {
   std::string etag(1, '"');
   etag.append(digits, std::to_chars(digits, digits + sizeof digits, size, 16).ptr);
   etag += '-';
-  etag.append(digits, std::to_chars(digits, digits + sizeof digits, static_cast<std::uint64_t>(mtime_ns), 16).ptr);
+  etag.append(
+      digits,
+      std::to_chars(digits, digits + sizeof digits, static_cast<std::uint64_t>(mtime_ns), 16).ptr);
   etag += '"';
   return etag;
 }
 
 std::string make_etag(const struct ::stat& st) {
-  const std::int64_t ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+  const std::int64_t ns =
+      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   return make_etag(static_cast<std::uint64_t>(st.st_size), ns);
 }
 
@@ -108,7 +111,8 @@ range_request parse_range(std::string_view header, std::uint64_t size) noexcept 
   return answer;
 }
 
-bool if_range_allows(std::string_view header, std::string_view etag, std::time_t last_modified) noexcept {
+bool if_range_allows(std::string_view header, std::string_view etag,
+                     std::time_t last_modified) noexcept {
   header = trim(header);
   if (header.empty()) return true;
   if (header.front() == '"' || header.substr(0, 2) == "W/") {

@@ -55,6 +55,7 @@ range_request parse_range(std::string_view header, std::uint64_t size) noexcept;
 
 /// If-Range: true when the Range may be honoured: the value is an entity tag
 /// strongly equal to `etag`, or an HTTP date equal to `last_modified`.
-bool if_range_allows(std::string_view header, std::string_view etag, std::time_t last_modified) noexcept;
+bool if_range_allows(std::string_view header, std::string_view etag,
+                     std::time_t last_modified) noexcept;
 
 }  // namespace pysock::http

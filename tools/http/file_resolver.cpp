@@ -79,12 +79,14 @@ document_root::document_root(const std::string& directory) {
   const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) throw_os_error(last_error(), "open(" + directory + ")");
   root_ = file_descriptor(fd);
-  std::unique_ptr<char, decltype(&std::free)> real(::realpath(directory.c_str(), nullptr), &std::free);
+  std::unique_ptr<char, decltype(&std::free)> real(::realpath(directory.c_str(), nullptr),
+                                                   &std::free);
   if (!real) throw_os_error(last_error(), "realpath(" + directory + ")");
   canonical_ = real.get();
 }
 
-file_descriptor document_root::open_checked_by_realpath(const std::string& relative, int& error) const {
+file_descriptor document_root::open_checked_by_realpath(const std::string& relative,
+                                                        int& error) const {
   const std::string full = relative.empty() ? canonical_ : canonical_ + "/" + relative;
   std::unique_ptr<char, decltype(&std::free)> real(::realpath(full.c_str(), nullptr), &std::free);
   if (!real) {
@@ -94,10 +96,10 @@ file_descriptor document_root::open_checked_by_realpath(const std::string& relat
   const std::string_view canonical = real.get();
   // Under the root means: the root itself, or the root followed by '/'
   // ("/srv/www2" is not under "/srv/www"). The root "/" contains everything.
-  const bool inside = canonical == canonical_ || canonical_ == "/" ||
-                      (canonical.size() > canonical_.size() &&
-                       canonical.substr(0, canonical_.size()) == canonical_ &&
-                       canonical[canonical_.size()] == '/');
+  const bool inside =
+      canonical == canonical_ || canonical_ == "/" ||
+      (canonical.size() > canonical_.size() &&
+       canonical.substr(0, canonical_.size()) == canonical_ && canonical[canonical_.size()] == '/');
   if (!inside) {
     error = EXDEV;
     return {};
@@ -143,7 +145,8 @@ resolved_path document_root::resolve(std::string_view raw_path, std::string_view
   int error = 0;
   result.fd = open_beneath(relative, error);
   if (!result.fd) {
-    result.what = is_refusal(error) ? resolved_path::kind::forbidden : resolved_path::kind::not_found;
+    result.what =
+        is_refusal(error) ? resolved_path::kind::forbidden : resolved_path::kind::not_found;
     return result;
   }
   if (::fstat(result.fd.get(), &result.st) != 0) {

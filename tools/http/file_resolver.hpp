@@ -41,10 +41,10 @@ bool normalize_path(std::string_view decoded, std::string& relative);
 struct resolved_path {
   enum class kind { file, directory, redirect, not_found, forbidden };
   kind what = kind::not_found;
-  file_descriptor fd;       ///< the open file or directory (file, directory)
-  struct ::stat st {};      ///< its fstat()
-  std::string relative;     ///< relative path of what was opened (index.html included)
-  std::string location;     ///< redirect: the path with '/' added (and the query)
+  file_descriptor fd;    ///< the open file or directory (file, directory)
+  struct ::stat st {};   ///< its fstat()
+  std::string relative;  ///< relative path of what was opened (index.html included)
+  std::string location;  ///< redirect: the path with '/' added (and the query)
 };
 
 class document_root {

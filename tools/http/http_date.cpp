@@ -72,8 +72,8 @@ std::optional<std::time_t> parse_http_date(std::string_view s) {
     // RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT"; a two-digit year more than
     // 50 years ahead is in the past century (RFC 9110 §5.6.7).
     const std::string_view rest = s.substr(comma + 1);
-    if (rest.size() != 23 || rest[0] != ' ' || rest[3] != '-' || rest[7] != '-' || rest[10] != ' ' ||
-        rest.substr(19) != " GMT")
+    if (rest.size() != 23 || rest[0] != ' ' || rest[3] != '-' || rest[7] != '-' ||
+        rest[10] != ' ' || rest.substr(19) != " GMT")
       return std::nullopt;
     int year = 0;
     tm.tm_mon = month_index(rest.substr(4, 3));
@@ -94,8 +94,8 @@ std::optional<std::time_t> parse_http_date(std::string_view s) {
     return std::nullopt;
   tm.tm_mon = month_index(s.substr(4, 3));
   const int day_tens = s[8] == ' ' ? 0 : s[8] - '0';
-  if (tm.tm_mon < 0 || day_tens < 0 || day_tens > 3 || s[9] < '0' || s[9] > '9' || !clock(s, 11, tm) ||
-      !digits(s, 20, 4, tm.tm_year))
+  if (tm.tm_mon < 0 || day_tens < 0 || day_tens > 3 || s[9] < '0' || s[9] > '9' ||
+      !clock(s, 11, tm) || !digits(s, 20, 4, tm.tm_year))
     return std::nullopt;
   tm.tm_mday = day_tens * 10 + (s[9] - '0');
   tm.tm_year -= 1900;

@@ -48,7 +48,8 @@ std::optional<std::string> directory_listing(int dir_fd, std::string_view displa
     e.name = name;
     e.sort_key = ascii_lower(name);
     struct ::stat st {};
-    if (::fstatat(dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) e.is_link = S_ISLNK(st.st_mode);
+    if (::fstatat(dir_fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+      e.is_link = S_ISLNK(st.st_mode);
     // Like os.path.isdir(), this follows a symlink: a link to a directory is
     // linked with a '/'.
     if (::fstatat(dir_fd, d->d_name, &st, 0) == 0) e.is_dir = S_ISDIR(st.st_mode);

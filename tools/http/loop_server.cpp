@@ -76,7 +76,11 @@ class loop_listener {
  public:
   loop_listener(event_loop& loop, socket listener, const server_context& context, int stop_fd,
                 const loop_transport_options& options)
-      : loop_(loop), listener_(std::move(listener)), context_(context), stop_fd_(stop_fd), options_(options) {}
+      : loop_(loop),
+        listener_(std::move(listener)),
+        context_(context),
+        stop_fd_(stop_fd),
+        options_(options) {}
   loop_listener(const loop_listener&) = delete;
   loop_listener& operator=(const loop_listener&) = delete;
 
@@ -102,11 +106,14 @@ class loop_listener {
       std::error_code ec;
       auto [conn, peer] = listener_.accept(ec);
       if (ec) {
-        if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again) return;
+        if (ec == std::errc::operation_would_block ||
+            ec == std::errc::resource_unavailable_try_again)
+          return;
         if (ec == std::errc::connection_aborted || ec == std::errc::interrupted) continue;
         report("accept(): " + ec.message());
-        if (ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
-            ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory) {
+        if (ec == std::errc::too_many_files_open ||
+            ec == std::errc::too_many_files_open_in_system || ec == std::errc::no_buffer_space ||
+            ec == std::errc::not_enough_memory) {
           // Out of descriptors or memory: pause accepting instead of spinning.
           loop_.remove_reader(listener_.fileno());
           pause_ = loop_.call_later(std::chrono::milliseconds(100), [this] {
@@ -160,7 +167,10 @@ class loop_listener {
 };
 
 connection::connection(loop_listener& owner, socket sock, std::string client)
-    : owner_(owner), loop_(owner.loop()), sock_(std::move(sock)), fd_(sock_.fileno()),
+    : owner_(owner),
+      loop_(owner.loop()),
+      sock_(std::move(sock)),
+      fd_(sock_.fileno()),
       s_(owner.context(), std::move(client)) {}
 
 void connection::start() {
@@ -250,7 +260,8 @@ connection::flush_result connection::flush() {
       std::error_code ec;
       const std::size_t sent = sock_.send(out.bytes, out.more ? MSG_MORE : 0, ec);
       if (ec) {
-        if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again)
+        if (ec == std::errc::operation_would_block ||
+            ec == std::errc::resource_unavailable_try_again)
           return flush_result::blocked;
         if (ec == std::errc::interrupted) continue;
         return flush_result::failed;
@@ -287,7 +298,8 @@ void connection::drive() {
     std::error_code ec;
     const std::size_t n = sock_.recv_into(space, ec);
     if (ec) {
-      if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again) {
+      if (ec == std::errc::operation_would_block ||
+          ec == std::errc::resource_unavailable_try_again) {
         more_input_likely_ = false;
         return wait_for_input();
       }
@@ -331,7 +343,8 @@ void connection::linger_read() {
     std::error_code ec;
     const std::size_t n = sock_.recv_into(owner_.scratch(), ec);
     if (ec) {
-      if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again) return;
+      if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again)
+        return;
       if (ec == std::errc::interrupted) continue;
       return destroy();
     }
@@ -353,7 +366,8 @@ void connection::destroy() {
   owner_.remove(*this);  // destroys *this (and the session's open files)
 }
 
-void run_loop(socket listener, const server_context& context, int stop_fd, const loop_transport_options& options) {
+void run_loop(socket listener, const server_context& context, int stop_fd,
+              const loop_transport_options& options) {
   event_loop loop(options.loop);
   loop_listener server(loop, std::move(listener), context, stop_fd, options);
   server.start();

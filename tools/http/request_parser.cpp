@@ -12,8 +12,21 @@ constexpr bool is_tchar(unsigned char c) noexcept {
   if (c >= '0' && c <= '9') return true;
   if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
       return true;
     default:
       return false;
@@ -188,7 +201,8 @@ parse_status request_parser::parse(std::string_view input) {
   const std::size_t line_end = view.find('\n');
   if (end == 0) {
     scanned_ = pos;
-    if (line_end != std::string_view::npos && view.size() - (line_end + 1) > limits_.max_header_section)
+    if (line_end != std::string_view::npos &&
+        view.size() - (line_end + 1) > limits_.max_header_section)
       return fail(431, "Request header fields too large", strip_line_end(view.substr(0, line_end)));
     return parse_status::need_more;
   }
@@ -224,12 +238,15 @@ parse_status request_parser::check_partial_line(std::string_view view) {
         if (i == 0) return fail(400, "Bad request syntax (" + quoted(view.substr(0, 32)) + ")", {});
         method_end = i;
       } else if (!is_tchar(c) || i >= limits_.max_method) {
-        return fail(400, "Bad request syntax (" + quoted(view.substr(0, std::min<std::size_t>(i + 1, 64))) + ")",
-                    {});
+        return fail(
+            400,
+            "Bad request syntax (" + quoted(view.substr(0, std::min<std::size_t>(i + 1, 64))) + ")",
+            {});
       }
     } else if (target_end == std::string_view::npos) {
       if (c == ' ') {
-        if (i == method_end + 1) return fail(400, "Bad request syntax (" + quoted(view.substr(0, i)) + ")", {});
+        if (i == method_end + 1)
+          return fail(400, "Bad request syntax (" + quoted(view.substr(0, i)) + ")", {});
         target_end = i;
       } else if (!is_target_char(c)) {
         return fail(400, "Bad request syntax (" + quoted(view.substr(0, i + 1)) + ")", {});
@@ -238,8 +255,9 @@ parse_status request_parser::check_partial_line(std::string_view view) {
       }
     } else if (c < 0x20 || c >= 0x7f || i - target_end > 16) {
       // "HTTP/1.1" is eight bytes: anything longer or binary is not a version.
-      return fail(400, "Bad request version (" + quoted(view.substr(target_end + 1, i - target_end)) + ")",
-                  view.substr(0, i));
+      return fail(
+          400, "Bad request version (" + quoted(view.substr(target_end + 1, i - target_end)) + ")",
+          view.substr(0, i));
     }
   }
   line_checked_ = i;
@@ -255,7 +273,9 @@ parse_status request_parser::parse_head(std::string_view head) {
 }
 
 parse_status request_parser::parse_request_line(std::string_view line) {
-  const auto bad_syntax = [&] { return fail(400, "Bad request syntax (" + quoted(line) + ")", line); };
+  const auto bad_syntax = [&] {
+    return fail(400, "Bad request syntax (" + quoted(line) + ")", line);
+  };
   if (line.find('\r') != std::string_view::npos) return bad_syntax();
   const std::size_t sp1 = line.find(' ');
   if (sp1 == std::string_view::npos) return bad_syntax();
@@ -367,14 +387,18 @@ parse_status request_parser::parse_fields(std::string_view fields) {
   if (have_transfer_encoding && have_length)
     return fail(400, "Bad request: both Content-Length and Transfer-Encoding", line_for_log);
   if (have_transfer_encoding)
-    return fail(501, "Transfer-Encoding not supported (request bodies are not accepted)", line_for_log);
-  if (request_.version_minor >= 1 && host_count != 1)
-    return fail(400, host_count == 0 ? "Bad request: missing Host header" : "Bad request: several Host headers",
+    return fail(501, "Transfer-Encoding not supported (request bodies are not accepted)",
                 line_for_log);
+  if (request_.version_minor >= 1 && host_count != 1)
+    return fail(
+        400,
+        host_count == 0 ? "Bad request: missing Host header" : "Bad request: several Host headers",
+        line_for_log);
   if (request_.version_minor >= 1)
     request_.keep_alive = !list_contains(connection, "close");
   else
-    request_.keep_alive = list_contains(connection, "keep-alive") && !list_contains(connection, "close");
+    request_.keep_alive =
+        list_contains(connection, "keep-alive") && !list_contains(connection, "close");
   return parse_status::complete;
 }
 

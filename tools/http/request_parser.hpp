@@ -55,13 +55,13 @@ struct parser_limits {
 struct request {
   std::string_view request_line;  ///< without the line end, as logged
   std::string_view method;
-  std::string_view target;        ///< as sent
-  std::string_view path;          ///< the target's path, before '?' or '#' ("/" for "*")
-  std::string_view query;         ///< after '?', without it; empty when none
-  int version_minor = 1;          ///< HTTP/1.<minor>
+  std::string_view target;  ///< as sent
+  std::string_view path;    ///< the target's path, before '?' or '#' ("/" for "*")
+  std::string_view query;   ///< after '?', without it; empty when none
+  int version_minor = 1;    ///< HTTP/1.<minor>
   std::vector<header_field> headers;
   std::uint64_t content_length = 0;  ///< body bytes that follow the head
-  bool keep_alive = true;         ///< from the version and Connection
+  bool keep_alive = true;            ///< from the version and Connection
 
   /// The first field named `name` (case-insensitive), or nullptr.
   const header_field* find(std::string_view name) const noexcept;

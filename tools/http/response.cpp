@@ -16,19 +16,32 @@ void append_number(std::string& out, std::uint64_t value) {
 
 std::string_view explanation(int status) noexcept {
   switch (status) {
-    case 400: return "Bad request syntax or unsupported method";
-    case 403: return "Request forbidden -- authorization will not help";
-    case 404: return "Nothing matches the given URI";
-    case 408: return "Server timed out waiting for the request";
-    case 413: return "Content too large";
-    case 414: return "URI is too long";
-    case 416: return "Cannot satisfy request range";
-    case 431: return "The server refused this request because the request header fields are too large";
-    case 500: return "Server got itself in trouble";
-    case 501: return "Server does not support this operation";
-    case 503: return "The server cannot process the request due to a high load";
-    case 505: return "Cannot fulfill request";
-    default: return "";
+    case 400:
+      return "Bad request syntax or unsupported method";
+    case 403:
+      return "Request forbidden -- authorization will not help";
+    case 404:
+      return "Nothing matches the given URI";
+    case 408:
+      return "Server timed out waiting for the request";
+    case 413:
+      return "Content too large";
+    case 414:
+      return "URI is too long";
+    case 416:
+      return "Cannot satisfy request range";
+    case 431:
+      return "The server refused this request because the request header fields are too large";
+    case 500:
+      return "Server got itself in trouble";
+    case 501:
+      return "Server does not support this operation";
+    case 503:
+      return "The server cannot process the request due to a high load";
+    case 505:
+      return "Cannot fulfill request";
+    default:
+      return "";
   }
 }
 
@@ -51,24 +64,42 @@ void append_log_escaped(std::string& out, std::string_view text) {
 
 std::string_view reason_phrase(int status) noexcept {
   switch (status) {
-    case 200: return "OK";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 416: return "Range Not Satisfiable";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 200:
+      return "OK";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 414:
+      return "URI Too Long";
+    case 416:
+      return "Range Not Satisfiable";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Unknown";
   }
 }
 
@@ -110,10 +141,17 @@ void response_head::finish(bool keep_alive, bool http10_client) {
 void append_html_escaped(std::string& out, std::string_view text) {
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      default:
+        out += c;
     }
   }
 }
@@ -149,8 +187,8 @@ std::string error_body(int status, std::string_view message) {
   return body;
 }
 
-std::string access_log_line(std::string_view client, std::time_t when, std::string_view request_line,
-                            int status) {
+std::string access_log_line(std::string_view client, std::time_t when,
+                            std::string_view request_line, int status) {
   std::string line;
   line.reserve(64 + request_line.size());
   line += client;

@@ -50,8 +50,8 @@ void append_url_quoted(std::string& out, std::string_view text);
 ///   127.0.0.1 - - [24/Nov/2026 06:10:00] "GET / HTTP/1.1" 200 -
 /// Control characters in the request line are written as \xNN, as Python
 /// does, so a client cannot forge log lines. Ends with '\n'.
-std::string access_log_line(std::string_view client, std::time_t when, std::string_view request_line,
-                            int status);
+std::string access_log_line(std::string_view client, std::time_t when,
+                            std::string_view request_line, int status);
 /// Python's log_error line for an error answer:
 ///   127.0.0.1 - - [24/Nov/2026 06:10:00] code 404, message File not found
 std::string error_log_line(std::string_view client, std::time_t when, int status,

@@ -46,7 +46,8 @@ std::span<char> session::read_space() noexcept {
 }
 
 bool session::wants_read() const noexcept {
-  return !closing_ && !eof_ && in_end_ < in_capacity_ && out_weight_ < context_.config.output_high_water;
+  return !closing_ && !eof_ && in_end_ < in_capacity_ &&
+         out_weight_ < context_.config.output_high_water;
 }
 
 std::optional<session::clock::time_point> session::read_deadline() const noexcept {
@@ -68,8 +69,8 @@ void session::on_timeout() {
   if (closing_) return;
   if (in_begin_ != in_end_ || discard_ != 0) {
     const std::string_view partial(in_.get() + in_begin_, in_end_ - in_begin_);
-    send_error(408, "Request timed out", partial.substr(0, partial.find_first_of("\r\n")), false, false,
-               false);
+    send_error(408, "Request timed out", partial.substr(0, partial.find_first_of("\r\n")), false,
+               false, false);
   }
   closing_ = true;
 }
@@ -154,11 +155,12 @@ void session::pump() {
       if (discard_ != 0) break;
     }
     if (in_begin_ == in_end_) break;
-    const parse_status status = parser_.parse(std::string_view(in_.get() + in_begin_, in_end_ - in_begin_));
+    const parse_status status =
+        parser_.parse(std::string_view(in_.get() + in_begin_, in_end_ - in_begin_));
     if (status == parse_status::need_more) break;
     if (status == parse_status::failed) {
-      send_error(parser_.error_status(), parser_.error_message(), parser_.error_request_line(), false,
-                 false, false);
+      send_error(parser_.error_status(), parser_.error_message(), parser_.error_request_line(),
+                 false, false, false);
       closing_ = true;
       break;
     }
@@ -180,11 +182,13 @@ void session::pump() {
 }
 
 void session::log_request(std::string_view request_line, int status) {
-  if (context_.log) context_.log(access_log_line(client_, std::time(nullptr), request_line, status));
+  if (context_.log)
+    context_.log(access_log_line(client_, std::time(nullptr), request_line, status));
 }
 
 void session::send_error(int status, std::string_view message, std::string_view request_line,
-                         bool head_only, bool keep_alive, bool http10, std::string_view extra_fields) {
+                         bool head_only, bool keep_alive, bool http10,
+                         std::string_view extra_fields) {
   if (context_.log) context_.log(error_log_line(client_, std::time(nullptr), status, message));
   log_request(request_line, status);
   const std::string body = error_body(status, message);
@@ -207,8 +211,8 @@ void session::handle(const request& req) {
   if (req.method != "GET" && !head_only) {
     // Python's http.server: 501 for every method it has no do_<METHOD> for.
     // The connection closes: a POST's body might not be framed as we think.
-    send_error(501, "Unsupported method ('" + std::string(req.method) + "')", req.request_line, false,
-               false, http10);
+    send_error(501, "Unsupported method ('" + std::string(req.method) + "')", req.request_line,
+               false, false, http10);
     return;
   }
   resolved_path resolved = context_.root->resolve(req.path, req.query);
@@ -234,8 +238,8 @@ void session::handle(const request& req) {
       const std::optional<std::string> page =
           directory_listing(resolved.fd.get(), percent_decode(req.path));
       if (!page) {
-        send_error(404, "No permission to list directory", req.request_line, head_only, req.keep_alive,
-                   http10);
+        send_error(404, "No permission to list directory", req.request_line, head_only,
+                   req.keep_alive, http10);
         return;
       }
       log_request(req.request_line, 200);
@@ -289,8 +293,8 @@ void session::serve_file(const request& req, resolved_path& file) {
   if (const header_field* r = req.find("Range"))
     if (if_range_allows(req.header("If-Range"), etag, mtime)) range = parse_range(r->value, size);
   if (range.result == range_request::kind::unsatisfiable) {
-    send_error(416, "Requested Range Not Satisfiable", req.request_line, head_only, req.keep_alive, http10,
-               "Content-Range: bytes */" + std::to_string(size) + "\r\n");
+    send_error(416, "Requested Range Not Satisfiable", req.request_line, head_only, req.keep_alive,
+               http10, "Content-Range: bytes */" + std::to_string(size) + "\r\n");
     return;
   }
   const bool partial = range.result == range_request::kind::satisfiable;
@@ -315,8 +319,9 @@ void session::serve_file(const request& req, resolved_path& file) {
     out.resize(body_at + static_cast<std::size_t>(count));
     std::size_t got = 0;
     while (got < count) {
-      const ssize_t n = ::pread(file.fd.get(), out.data() + body_at + got, static_cast<std::size_t>(count) - got,
-                                static_cast<off_t>(first + got));
+      const ssize_t n =
+          ::pread(file.fd.get(), out.data() + body_at + got, static_cast<std::size_t>(count) - got,
+                  static_cast<off_t>(first + got));
       if (n > 0) {
         got += static_cast<std::size_t>(n);
       } else if (n < 0 && errno == EINTR) {
@@ -333,7 +338,8 @@ void session::serve_file(const request& req, resolved_path& file) {
   }
   out_weight_ += out.size() - before;
   log_request(req.request_line, status);
-  if (!head_only && count > context_.config.inline_file_max) queue_file(std::move(file.fd), first, count);
+  if (!head_only && count > context_.config.inline_file_max)
+    queue_file(std::move(file.fd), first, count);
   ++responses_;
   if (!req.keep_alive) closing_ = true;
 }

@@ -134,8 +134,8 @@ class session {
   void pump();
   void handle(const request& req);
   void serve_file(const request& req, resolved_path& file);
-  void send_error(int status, std::string_view message, std::string_view request_line, bool head_only,
-                  bool keep_alive, bool http10, std::string_view extra_fields = {});
+  void send_error(int status, std::string_view message, std::string_view request_line,
+                  bool head_only, bool keep_alive, bool http10, std::string_view extra_fields = {});
   void log_request(std::string_view request_line, int status);
   std::string& output_buffer();
   void queue_file(file_descriptor file, std::uint64_t offset, std::uint64_t count);

@@ -24,9 +24,10 @@ TEST(HttpDate, ParsesTheThreeFormsOfRfc9110) {
 }
 
 TEST(HttpDate, RejectsMalformedDates) {
-  for (const char* bad : {"", "yesterday", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Foo 1994 08:49:37 GMT",
-                          "Sun, 36 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
-                          "Sun, 06 Nov 1994 08:49:37 GMT ", "Sun Nov 6 08:49:37 1994"})
+  for (const char* bad :
+       {"", "yesterday", "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Foo 1994 08:49:37 GMT",
+        "Sun, 36 Nov 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
+        "Sun, 06 Nov 1994 08:49:37 GMT ", "Sun Nov 6 08:49:37 1994"})
     EXPECT_FALSE(parse_http_date(bad).has_value()) << bad;
 }
 
@@ -97,8 +98,8 @@ TEST(HttpRange, UnsatisfiableRanges) {
 
 TEST(HttpRange, IgnoredRangesServeEverything) {
   using k = range_request::kind;
-  for (const char* ignored : {"", "items=0-1", "bytes=", "bytes=a-b", "bytes=5-2", "bytes=0-1,3-4", "bytes=1",
-                              "bytes=--1", "bytes=99999999999999999999-"})
+  for (const char* ignored : {"", "items=0-1", "bytes=", "bytes=a-b", "bytes=5-2", "bytes=0-1,3-4",
+                              "bytes=1", "bytes=--1", "bytes=99999999999999999999-"})
     EXPECT_EQ(parse_range(ignored, 10).result, k::none) << ignored;
 }
 
@@ -119,7 +120,8 @@ TEST(HttpResponse, HeadHasStatusServerDateAndConnection) {
   head.field("Content-Type", "text/plain").content_length(3);
   head.finish(false, false);
   EXPECT_EQ(out.rfind("HTTP/1.1 404 Not Found\r\nServer: pysock-http/0.1\r\nDate: ", 0), 0u) << out;
-  EXPECT_NE(out.find("\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("\r\nContent-Length: 3\r\nConnection: close\r\n\r\n"), std::string::npos)
+      << out;
   std::string keep;
   response_head(keep, 200).finish(true, true);
   EXPECT_NE(keep.find("Connection: keep-alive\r\n\r\n"), std::string::npos);

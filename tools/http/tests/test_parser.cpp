@@ -16,7 +16,8 @@ parse_status parse_all(request_parser& p, std::string_view input) { return p.par
 // Feeds `input` one byte more at a time, as a trickling client would.
 parse_status parse_bytewise(request_parser& p, std::string_view input) {
   parse_status s = parse_status::need_more;
-  for (std::size_t i = 1; i <= input.size() && s == parse_status::need_more; ++i) s = p.parse(input.substr(0, i));
+  for (std::size_t i = 1; i <= input.size() && s == parse_status::need_more; ++i)
+    s = p.parse(input.substr(0, i));
   return s;
 }
 
@@ -24,7 +25,8 @@ parse_status parse_bytewise(request_parser& p, std::string_view input) {
 
 TEST(HttpParser, ParsesASimpleGet) {
   request_parser p;
-  const std::string in = "GET /index.html?x=1#frag HTTP/1.1\r\nHost: a\r\nUser-Agent:  curl/8 \r\n\r\n";
+  const std::string in =
+      "GET /index.html?x=1#frag HTTP/1.1\r\nHost: a\r\nUser-Agent:  curl/8 \r\n\r\n";
   ASSERT_EQ(parse_all(p, in), parse_status::complete);
   const request& r = p.get();
   EXPECT_EQ(r.method, "GET");
@@ -67,7 +69,8 @@ TEST(HttpParser, IncompleteHeadNeedsMore) {
 }
 
 TEST(HttpParser, PipelinedRequestsParseOneAfterAnother) {
-  const std::string in = "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\n";
+  const std::string in =
+      "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\n";
   request_parser p;
   std::string_view rest = in;
   ASSERT_EQ(p.parse(rest), parse_status::complete);
@@ -106,18 +109,22 @@ TEST(HttpParser, AbsoluteFormKeepsOnlyThePath) {
   EXPECT_EQ(p.get().path, "/a/b");
   EXPECT_EQ(p.get().query, "q");
   p.reset();
-  ASSERT_EQ(p.parse("GET http://example.org HTTP/1.1\r\nHost: example.org\r\n\r\n"), parse_status::complete);
+  ASSERT_EQ(p.parse("GET http://example.org HTTP/1.1\r\nHost: example.org\r\n\r\n"),
+            parse_status::complete);
   EXPECT_EQ(p.get().path, "/");
 }
 
 TEST(HttpParser, ContentLengthIsParsedAndChecked) {
   request_parser p;
-  ASSERT_EQ(p.parse("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n"), parse_status::complete);
+  ASSERT_EQ(p.parse("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n"),
+            parse_status::complete);
   EXPECT_EQ(p.get().content_length, 12u);
-  for (const char* bad : {"Content-Length: -1", "Content-Length: 1x", "Content-Length: 99999999999999999999",
-                          "Content-Length: 1\r\nContent-Length: 2"}) {
+  for (const char* bad :
+       {"Content-Length: -1", "Content-Length: 1x", "Content-Length: 99999999999999999999",
+        "Content-Length: 1\r\nContent-Length: 2"}) {
     request_parser q;
-    ASSERT_EQ(q.parse("GET / HTTP/1.1\r\nHost: a\r\n" + std::string(bad) + "\r\n\r\n"), parse_status::failed)
+    ASSERT_EQ(q.parse("GET / HTTP/1.1\r\nHost: a\r\n" + std::string(bad) + "\r\n\r\n"),
+              parse_status::failed)
         << bad;
     EXPECT_EQ(q.error_status(), 400) << bad;
   }
@@ -142,30 +149,32 @@ TEST_P(HttpParserRefuses, WithTheRightStatus) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, HttpParserRefuses,
     ::testing::Values(
-        refusal{"GARBAGE\r\n\r\n", 400},                                  // one word
-        refusal{"GET /\r\n\r\n", 400},                                    // HTTP/0.9 form
-        refusal{"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},               // double space
-        refusal{"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", 400},              // four words
-        refusal{"GET / http/1.1\r\nHost: a\r\n\r\n", 400},                // lowercase version
+        refusal{"GARBAGE\r\n\r\n", 400},                      // one word
+        refusal{"GET /\r\n\r\n", 400},                        // HTTP/0.9 form
+        refusal{"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},   // double space
+        refusal{"GET / HTTP/1.1 x\r\nHost: a\r\n\r\n", 400},  // four words
+        refusal{"GET / http/1.1\r\nHost: a\r\n\r\n", 400},    // lowercase version
         refusal{"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400},
         refusal{"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
-        refusal{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400},                 // HTTP/2 preface
-        refusal{std::string("\x16\x03\x01\x02\x00\x01", 6), 400},        // TLS ClientHello
-        refusal{"G\x01T / HTTP/1.1\r\n", 400},                            // binary in the method
-        refusal{"GET /a\x7f HTTP/1.1\r\n", 400},                          // DEL in the target
-        refusal{"GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400},                // not origin-form
-        refusal{"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},                // * only for OPTIONS
-        refusal{"GET / HTTP/1.1\r\n\r\n", 400},                           // no Host
-        refusal{"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},     // two Hosts
-        refusal{"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400},     // obs-fold
-        refusal{"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},               // space before colon
+        refusal{"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400},              // HTTP/2 preface
+        refusal{std::string("\x16\x03\x01\x02\x00\x01", 6), 400},      // TLS ClientHello
+        refusal{"G\x01T / HTTP/1.1\r\n", 400},                         // binary in the method
+        refusal{"GET /a\x7f HTTP/1.1\r\n", 400},                       // DEL in the target
+        refusal{"GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400},             // not origin-form
+        refusal{"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},             // * only for OPTIONS
+        refusal{"GET / HTTP/1.1\r\n\r\n", 400},                        // no Host
+        refusal{"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},  // two Hosts
+        refusal{"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400},  // obs-fold
+        refusal{"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},            // space before colon
         refusal{"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n", 400},
-        refusal{"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", 400},            // control in value
+        refusal{"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", 400},  // control in value
         refusal{"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
-        refusal{"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400},
+        refusal{
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            400},
         refusal{"GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: a\r\n\r\n", 414},
         refusal{"GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(9000, 'b') + "\r\n\r\n", 431},
-        refusal{std::string(40, 'M') + " / HTTP/1.1\r\n", 400}));          // method too long
+        refusal{std::string(40, 'M') + " / HTTP/1.1\r\n", 400}));  // method too long
 
 TEST(HttpParser, TooLongTargetIsRefusedBeforeTheLineEnds) {
   request_parser p;
@@ -194,7 +203,8 @@ TEST(HttpParser, HeadAtTheLimitsIsAccepted) {
   parser_limits limits;
   const std::string target = "/" + std::string(limits.max_target - 1, 'a');
   std::string fields = "Host: a\r\n";
-  fields += "X: " + std::string(limits.max_header_section - fields.size() - 2 - 5, 'b') + "\r\n\r\n";
+  fields +=
+      "X: " + std::string(limits.max_header_section - fields.size() - 2 - 5, 'b') + "\r\n\r\n";
   ASSERT_EQ(fields.size(), limits.max_header_section);
   const std::string in = "GET " + target + " HTTP/1.1\r\n" + fields;
   ASSERT_LE(in.size(), limits.max_head_bytes());
@@ -219,5 +229,6 @@ TEST(HttpParser, ListContainsIsCaseInsensitiveAndTrims) {
 TEST(HttpParser, PieceEndingInsideTheRequestLineCrlf) {
   request_parser p;
   EXPECT_EQ(p.parse("GET / HTTP/1.1\r"), parse_status::need_more);
-  EXPECT_EQ(p.parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), parse_status::complete) << p.error_message();
+  EXPECT_EQ(p.parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), parse_status::complete)
+      << p.error_message();
 }

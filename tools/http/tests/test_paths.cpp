@@ -109,8 +109,9 @@ TEST_F(HttpPaths, FileWithTrailingSlashIsNotFound) {
 
 TEST_F(HttpPaths, TraversalAttemptsNeverReachOutside) {
   document_root root(root_.string());
-  for (const char* attempt : {"/../outside/secret.txt", "/%2e%2e/outside/secret.txt", "/%2e%2e%2foutside%2fsecret.txt",
-                              "/dir/../../outside/secret.txt", "/..%2F..%2Fetc%2Fpasswd", "/a.txt%00.html"}) {
+  for (const char* attempt :
+       {"/../outside/secret.txt", "/%2e%2e/outside/secret.txt", "/%2e%2e%2foutside%2fsecret.txt",
+        "/dir/../../outside/secret.txt", "/..%2F..%2Fetc%2Fpasswd", "/a.txt%00.html"}) {
     const resolved_path r = root.resolve(attempt, "");
     EXPECT_EQ(r.what, resolved_path::kind::not_found) << attempt;
     EXPECT_FALSE(r.fd) << attempt;
@@ -133,7 +134,8 @@ TEST_F(HttpPaths, SymlinksInsideTheRootAreFollowed) {
 
 TEST_F(HttpPaths, SpecialFilesAreForbiddenAndDoNotBlock) {
   document_root root(root_.string());
-  EXPECT_EQ(root.resolve("/fifo", "").what, resolved_path::kind::forbidden);  // would hang without O_NONBLOCK
+  EXPECT_EQ(root.resolve("/fifo", "").what,
+            resolved_path::kind::forbidden);  // would hang without O_NONBLOCK
 }
 
 TEST_F(HttpPaths, RootThroughASymlinkIsCanonicalised) {

@@ -140,7 +140,8 @@ TEST_F(HttpSession, PipelinedRequestsForSmallFilesLeaveInOneWrite) {
   const std::string out = drain(s, &writes);
   EXPECT_EQ(writes, 1);
   std::size_t count = 0;
-  for (std::size_t at = out.find("HTTP/1.1 200 OK"); at != std::string::npos; at = out.find("HTTP/1.1 200 OK", at + 1))
+  for (std::size_t at = out.find("HTTP/1.1 200 OK"); at != std::string::npos;
+       at = out.find("HTTP/1.1 200 OK", at + 1))
     ++count;
   EXPECT_EQ(count, 16u);
   EXPECT_EQ(s.responses(), 16u);
@@ -205,10 +206,11 @@ TEST_F(HttpSession, ConditionalRequestsGet304) {
   feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " + last_modified + "\r\n\r\n");
   EXPECT_EQ(drain(s).rfind("HTTP/1.1 304", 0), 0u);
   // If-None-Match wins over If-Modified-Since (RFC 9110 §13.2.2).
-  feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\nIf-Modified-Since: " + last_modified +
-              "\r\n\r\n");
+  feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\nIf-Modified-Since: " +
+              last_modified + "\r\n\r\n");
   EXPECT_EQ(drain(s).rfind("HTTP/1.1 200", 0), 0u);
-  feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " + format_http_date(0) + "\r\n\r\n");
+  feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: " + format_http_date(0) +
+              "\r\n\r\n");
   EXPECT_EQ(drain(s).rfind("HTTP/1.1 200", 0), 0u);
 }
 
@@ -262,7 +264,9 @@ TEST_F(HttpSession, NotFoundKeepsTheConnection) {
 
 TEST_F(HttpSession, UnsupportedMethodIs501AndCloses) {
   session s(context_, "c");
-  feed(s, "POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nGET /small.txt HTTP/1.1\r\n");
+  feed(s,
+       "POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\nGET /small.txt "
+       "HTTP/1.1\r\n");
   const std::string out = drain(s);
   EXPECT_EQ(out.rfind("HTTP/1.1 501 Not Implemented\r\n", 0), 0u);
   EXPECT_NE(out.find("Unsupported method ('POST')"), std::string::npos) << out;
