@@ -21,6 +21,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/timing.hpp"
+
 #include "pysock/select.hpp"
 #include "pysock/socket.hpp"
 
@@ -29,50 +31,9 @@ using pysock::ready_event;
 
 namespace {
 
-double cpu_seconds() {
-  rusage ru{};
-  ::getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
-
-struct stopwatch {
-  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-  double cpu_start = cpu_seconds();
-  double wall() const {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  }
-  double cpu() const { return cpu_seconds() - cpu_start; }
-};
-
-class alarm_storm {
- public:
-  explicit alarm_storm(std::chrono::microseconds period) {
-    count_ = 0;
-    struct sigaction sa {};
-    sa.sa_handler = [](int) { count_.fetch_add(1, std::memory_order_relaxed); };
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = 0;  // no SA_RESTART
-    ::sigaction(SIGALRM, &sa, &old_);
-    itimerval it{};
-    it.it_value.tv_sec = static_cast<time_t>(period.count() / 1'000'000);
-    it.it_value.tv_usec = static_cast<suseconds_t>(period.count() % 1'000'000);
-    it.it_interval = it.it_value;
-    ::setitimer(ITIMER_REAL, &it, nullptr);
-  }
-  ~alarm_storm() {
-    itimerval off{};
-    ::setitimer(ITIMER_REAL, &off, nullptr);
-    ::sigaction(SIGALRM, &old_, nullptr);
-  }
-  alarm_storm(const alarm_storm&) = delete;
-  alarm_storm& operator=(const alarm_storm&) = delete;
-  static int count() { return count_.load(); }
-
- private:
-  static inline std::atomic<int> count_{0};
-  struct sigaction old_ {};
-};
+using test_support::alarm_storm;
+using test_support::cpu_seconds;
+using test_support::stopwatch;
 
 // A connected TCP pair on loopback, non-blocking like CPython's test helper.
 struct tcp_pair {
