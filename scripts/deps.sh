@@ -19,6 +19,11 @@ packages=(
   clang            # the clang++ build in .ci/run, and the fuzzers
   libclang-rt-14-dev  # libFuzzer's runtime for fuzz/
   libcli11-dev     # the pysock command's argument parser (tools/)
+  liburing-dev     # the event loop's io_uring backend
+  libssl-dev       # pysock::ssl (OpenSSL 3), the optional TLS component
+  openssl          # tests make their own certificates and use s_server/s_client
+  wrk              # tests/interop: the HTTP server's smoke load
+  chromium         # tests/interop: a real browser loads the directory listing
   git
 )
 
