@@ -26,32 +26,16 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/socket.hpp"
 
 namespace {
 
+using test_support::catch_as;
+using test_support::ipv6_loopback_available;
+
 using namespace std::chrono_literals;
-
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool ipv6_loopback_available() {
-  const int fd = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in6 sin6{};
-  sin6.sin6_family = AF_INET6;
-  sin6.sin6_addr = in6addr_loopback;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&sin6), sizeof sin6) == 0;
-  ::close(fd);
-  return ok;
-}
 
 std::string unique_name(std::string_view what) {
   return "pysock-test-" + std::string(what) + "-" + std::to_string(::getpid());

@@ -24,38 +24,19 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/socket.hpp"
 
 namespace {
 
+using test_support::catch_as;
+using test_support::count_open_descriptors;
+using test_support::fd_is_open;
+using test_support::is_cloexec;
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
-
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-int count_open_descriptors() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int count = 0;
-  while (::readdir(dir) != nullptr) ++count;
-  ::closedir(dir);
-  return count;
-}
-
-bool is_cloexec(int fd) {
-  const int flags = ::fcntl(fd, F_GETFD);
-  return flags >= 0 && (flags & FD_CLOEXEC) != 0;
-}
-
-bool fd_is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
 
 // n pipes; every end closes with the object.
 struct pipes {

@@ -24,27 +24,18 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/makefile.hpp"
 #include "pysock/socket.hpp"
 
 namespace {
 
+using test_support::catch_as;
+using test_support::contains;
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
-
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
 
 std::string random_bytes(std::size_t n) {
   std::mt19937 gen(1234);

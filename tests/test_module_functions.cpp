@@ -27,6 +27,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/resolver.hpp"
 #include "pysock/socket.hpp"
 
@@ -36,51 +38,16 @@
 
 namespace {
 
+using test_support::catch_as;
+using test_support::contains;
+using test_support::fd_is_open;
+using test_support::ipv6_loopback_available;
+using test_support::is_cloexec;
+using test_support::is_nonblocking;
+using test_support::refused_port;
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
-
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f, std::type_index* dynamic_type = nullptr) {
-  try {
-    f();
-  } catch (const E& e) {
-    if (dynamic_type != nullptr) *dynamic_type = typeid(e);
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
-
-bool is_cloexec(int fd) {
-  const int flags = ::fcntl(fd, F_GETFD);
-  return flags >= 0 && (flags & FD_CLOEXEC) != 0;
-}
-
-bool is_nonblocking(int fd) {
-  const int flags = ::fcntl(fd, F_GETFL);
-  return flags >= 0 && (flags & O_NONBLOCK) != 0;
-}
-
-bool fd_is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
-
-bool ipv6_loopback_available() {
-  const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in6 sin6{};
-  sin6.sin6_family = AF_INET6;
-  sin6.sin6_addr = in6addr_loopback;
-  const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&sin6), sizeof sin6) == 0;
-  ::close(fd);
-  return ok;
-}
-
-#define SKIP_WITHOUT_IPV6()                                                      \
-  do {                                                                           \
-    if (!ipv6_loopback_available()) GTEST_SKIP() << "::1 is not available here"; \
-  } while (0)
 
 // Restores the module default timeout at the end of a test.
 struct default_timeout_guard {
@@ -97,16 +64,6 @@ pysock::socket make_listener(int family = AF_INET) {
   listener.listen();
   return listener;
 }
-
-// A 127.0.0.1 port where nothing listens, held by a bound, non-listening socket.
-struct refused_port {
-  pysock::socket holder{AF_INET};
-  int port = 0;
-  refused_port() {
-    holder.bind({"127.0.0.1", 0});
-    port = holder.getsockname().port();
-  }
-};
 
 }  // namespace
 

@@ -23,24 +23,15 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/error.hpp"
 #include "pysock/resolver.hpp"
 
 namespace {
 
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
+using test_support::catch_as;
+using test_support::contains;
 
 }  // namespace
 

@@ -27,22 +27,16 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/socket.hpp"
 
 namespace {
 
+using test_support::catch_as;
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
-
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e;
-  }
-  return std::nullopt;
-}
 
 std::string random_bytes(std::size_t n, unsigned seed = 42) {
   std::mt19937 gen(seed);

@@ -27,27 +27,17 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
+
 #include "pysock/socket.hpp"
 
 namespace {
 
+using test_support::catch_as;
+using test_support::contains;
+
 using namespace std::chrono_literals;
 using steady = std::chrono::steady_clock;
-
-template <class E = pysock::os_error, class F>
-std::optional<E> catch_as(F&& f, std::type_index* dynamic_type = nullptr) {
-  try {
-    f();
-  } catch (const E& e) {
-    if (dynamic_type != nullptr) *dynamic_type = typeid(e);
-    return e;
-  }
-  return std::nullopt;
-}
-
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
 
 // Checks everything Python promises about a socket timeout.
 void expect_socket_timeout(const std::optional<pysock::os_error>& e, std::type_index type,
