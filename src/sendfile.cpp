@@ -62,19 +62,48 @@ constexpr std::size_t fallback_block = 64 * 1024;
 
 std::size_t socket::sendfile(int file_fd, std::uint64_t offset,
                              std::optional<std::uint64_t> count) {
+  std::error_code ec;
+  bool file_error = false;
+  const std::size_t sent = send_file(file_fd, offset, count, ec, file_error);
+  if (!ec) return sent;
+  // Python's non-blocking sendfile returns what fitted; it raises only when
+  // nothing did.
+  const bool nonblocking = timeout_ns_ && *timeout_ns_ == 0;
+  if (nonblocking && ec == std::errc::operation_would_block && sent > 0) return sent;
+  // Errors about the file name it; errors of the connection name the socket.
+  if (ec == std::errc::bad_file_descriptor && fd_ < 0) throw_os_error(ec, "sendfile()");
+  if (file_error) throw_os_error(ec, "sendfile(file=" + std::to_string(file_fd) + ")");
+  throw_os_error(ec, describe("sendfile"));
+}
+
+std::size_t socket::sendfile(int file_fd, std::uint64_t offset, std::optional<std::uint64_t> count,
+                             std::error_code& ec) {
+  bool file_error = false;
+  return send_file(file_fd, offset, count, ec, file_error);
+}
+
+std::size_t socket::send_file(int file_fd, std::uint64_t offset, std::optional<std::uint64_t> count,
+                              std::error_code& ec, bool& file_error) {
+  ec.clear();
   if (type_ != SOCK_STREAM)
     throw std::invalid_argument("sendfile: only SOCK_STREAM type sockets are supported");
   if (count && *count == 0)
     throw std::invalid_argument("sendfile: count must be a positive integer (got 0)");
-  if (fd_ < 0) throw_os_error(detail::bad_descriptor(), "sendfile()");
+  if (fd_ < 0) {
+    ec = detail::bad_descriptor();
+    return 0;
+  }
   struct stat info {};
   if (::fstat(file_fd, &info) != 0) {
-    const std::error_code ec = last_error();  // before the message allocates
-    throw_os_error(ec, "sendfile(file=" + std::to_string(file_fd) + ")");
+    ec = last_error();
+    file_error = true;
+    return 0;
   }
-  if (S_ISDIR(info.st_mode))
-    throw_os_error(std::make_error_code(std::errc::is_a_directory),
-                   "sendfile(file=" + std::to_string(file_fd) + ")");
+  if (S_ISDIR(info.st_mode)) {
+    ec = std::make_error_code(std::errc::is_a_directory);
+    file_error = true;
+    return 0;
+  }
 
   const bool regular = S_ISREG(info.st_mode);
   std::uint64_t wanted = count.value_or(UINT64_MAX);
@@ -89,7 +118,6 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset,
     throw std::invalid_argument("sendfile: a non-blocking socket needs a regular file");
   bool use_fallback = !regular;
   std::uint64_t sent = 0;
-  std::error_code ec;
   bool end_of_file = false;
 
   // Waits for room in the send buffer; in timeout mode each wait gets the
@@ -134,8 +162,9 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset,
     // copy through user space. A stream cannot seek, so a non-zero offset on
     // a pipe is the ESPIPE error.
     if ((regular || offset != 0) && ::lseek(file_fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
-      const std::error_code seek_error = last_error();
-      throw_os_error(seek_error, "sendfile(file=" + std::to_string(file_fd) + ")");
+      ec = last_error();
+      file_error = true;
+      return 0;
     }
     std::vector<char> block(fallback_block);
     while (!ec && sent < wanted && !end_of_file) {
@@ -171,8 +200,6 @@ std::size_t socket::sendfile(int file_fd, std::uint64_t offset,
   // Python leaves the file position just past what went out, even on error,
   // so the caller can tell (tell()) how far it got.
   if (regular) ::lseek(file_fd, static_cast<off_t>(offset + sent), SEEK_SET);
-  if (ec && !(nonblocking && ec == std::errc::operation_would_block && sent > 0))
-    throw_os_error(ec, describe("sendfile"));
   return static_cast<std::size_t>(sent);
 }
 

@@ -446,6 +446,64 @@ TEST(sendfile, non_blocking_socket_with_a_pipe_raises_invalid_argument) {
   ::close(fds[1]);
 }
 
+// --- the error_code form -------------------------------------------------------
+
+TEST(sendfile, error_code_form_sends_everything_and_clears_the_code) {
+  const temp_file file(file_data());
+  auto [client, server] = tcp_pair();
+  reader r(server);
+  std::error_code ec = std::make_error_code(std::errc::io_error);  // stale: must be cleared
+  const std::size_t sent = client.sendfile(file.fd(), 0, std::nullopt, ec);
+  client.shutdown(SHUT_WR);
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_EQ(sent, file_data().size());
+  EXPECT_EQ(r.result(), file_data());
+}
+
+TEST(sendfile, error_code_form_reports_a_bad_file_descriptor_without_throwing) {
+  temp_file file("x");
+  const int stale = ::dup(file.fd());
+  ::close(stale);
+  auto client_server = tcp_pair();
+  std::error_code ec;
+  EXPECT_EQ(client_server.client.sendfile(stale, 0, std::nullopt, ec), 0u);
+  EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+}
+
+TEST(sendfile, error_code_form_on_a_closed_socket_reports_ebadf) {
+  temp_file file("x");
+  auto client_server = tcp_pair();
+  client_server.client.close();
+  std::error_code ec;
+  EXPECT_EQ(client_server.client.sendfile(file.fd(), 0, std::nullopt, ec), 0u);
+  EXPECT_EQ(ec, std::errc::bad_file_descriptor);
+}
+
+TEST(sendfile,
+     error_code_form_on_a_full_non_blocking_socket_returns_the_partial_count_and_would_block) {
+  const std::uint64_t size = 64u << 20;
+  const temp_file file = temp_file::sparse(size);
+  auto [client, server] = small_buffer_pair();
+  client.setblocking(false);
+  std::error_code ec;
+  const std::size_t first = client.sendfile(file.fd(), 0, std::nullopt, ec);
+  // What fitted is counted and the reason it stopped is told, in one call:
+  // the HTTP server resumes from `first` when the socket is writable again.
+  EXPECT_GT(first, 0u);
+  EXPECT_LT(first, size);
+  EXPECT_EQ(ec, std::errc::operation_would_block);
+  EXPECT_EQ(file.position(), static_cast<off_t>(first));
+}
+
+TEST(sendfile, error_code_form_still_throws_for_wrong_arguments) {
+  temp_file file("x");
+  auto client_server = tcp_pair();
+  std::error_code ec;
+  EXPECT_THROW((void)client_server.client.sendfile(file.fd(), 0, 0, ec), std::invalid_argument);
+  pysock::socket udp(AF_INET, SOCK_DGRAM);
+  EXPECT_THROW((void)udp.sendfile(file.fd(), 0, std::nullopt, ec), std::invalid_argument);
+}
+
 // --- a peer that goes away ------------------------------------------------------
 
 bool sigpipe_blocked_or_pending() {

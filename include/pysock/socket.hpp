@@ -290,6 +290,13 @@ class socket {
   /// nothing fitted.
   std::size_t sendfile(int file_fd, std::uint64_t offset = 0,
                        std::optional<std::uint64_t> count = std::nullopt);
+  /// Non-throwing sendfile: returns the bytes sent and sets `ec` when it
+  /// stopped short (on a non-blocking socket, operation_would_block with the
+  /// count of what fitted, which may be non-zero). Wrong arguments (a
+  /// non-stream socket, count 0, a pipe on a non-blocking socket) still throw
+  /// std::invalid_argument: they are programming errors, not conditions.
+  std::size_t sendfile(int file_fd, std::uint64_t offset, std::optional<std::uint64_t> count,
+                       std::error_code& ec);
 
   /// Python's makefile(mode): a buffered std::iostream over the connection,
   /// for std::getline() and operator<<. `mode` is made of 'r', 'w' and 'b'
@@ -374,6 +381,10 @@ class socket {
   void get_option_raw(int level, int option, void* value, socklen_t* length) const;
   // "recv(127.0.0.1:5000)": the call and the peer (or local) address, for messages.
   std::string describe(const char* call) const;
+  // Both sendfile() forms; `file_error` tells an error of the file (named by
+  // its descriptor in messages) from one of the connection.
+  std::size_t send_file(int file_fd, std::uint64_t offset, std::optional<std::uint64_t> count,
+                        std::error_code& ec, bool& file_error);
 
   int fd_ = -1;
   int family_ = AF_UNSPEC;
