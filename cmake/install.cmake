@@ -24,6 +24,14 @@ install(EXPORT pysockTargets
   NAMESPACE pysock::
   DESTINATION ${PYSOCK_CMAKE_DIR})
 
+# A static pysock carries liburing (io_uring loop) as a link dependency of its
+# imported target: pysockConfig.cmake then looks it up again for consumers.
+get_target_property(_pysock_type pysock TYPE)
+if(PYSOCK_WITH_IO_URING AND _pysock_type STREQUAL "STATIC_LIBRARY")
+  set(PYSOCK_CONFIG_FIND_LIBURING ON)
+else()
+  set(PYSOCK_CONFIG_FIND_LIBURING OFF)
+endif()
 configure_package_config_file(
   ${PROJECT_SOURCE_DIR}/cmake/pysockConfig.cmake.in
   ${PROJECT_BINARY_DIR}/pysockConfig.cmake
@@ -55,5 +63,28 @@ if(IS_ABSOLUTE "${CMAKE_INSTALL_INCLUDEDIR}")
 else()
   set(PYSOCK_PC_INCLUDEDIR "\${prefix}/${CMAKE_INSTALL_INCLUDEDIR}")
 endif()
+# A static libpysock.a cannot carry its dependency: plain `pkg-config --libs
+# pysock` must then name liburing itself (Requires), or a program using the
+# io_uring loop fails to link. A shared library links it already (private).
+set(PYSOCK_PC_REQUIRES "")
+set(PYSOCK_PC_REQUIRES_PRIVATE "")
+if(PYSOCK_WITH_IO_URING AND _pysock_type STREQUAL "STATIC_LIBRARY")
+  set(PYSOCK_PC_REQUIRES "liburing")
+elseif(PYSOCK_WITH_IO_URING)
+  set(PYSOCK_PC_REQUIRES_PRIVATE "liburing")
+endif()
 configure_file(${PROJECT_SOURCE_DIR}/cmake/pysock.pc.in ${PROJECT_BINARY_DIR}/pysock.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/pysock.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# pysock::ssl (TLS over OpenSSL 3), when built: in the same export set, so
+# find_package(pysock) gives pysock::ssl too (pysockConfig.cmake then finds
+# OpenSSL), and its own pkg-config file pysock-ssl.pc.
+if(TARGET pysock_ssl)
+  install(TARGETS pysock_ssl
+    EXPORT pysockTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+    RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  configure_file(${PROJECT_SOURCE_DIR}/cmake/pysock-ssl.pc.in ${PROJECT_BINARY_DIR}/pysock-ssl.pc @ONLY)
+  install(FILES ${PROJECT_BINARY_DIR}/pysock-ssl.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+endif()
