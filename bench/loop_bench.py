@@ -27,6 +27,8 @@ import tempfile
 import time
 
 SIZE = 64
+URING_SOCK = "pysock sock_* on io_uring"
+URING_STREAMS = "pysock streams (read_into) on io_uring"
 BEGIN = "<!-- BEGIN loop -->"
 END = "<!-- END loop -->"
 
@@ -178,6 +180,9 @@ def main():
         "pysock sock_recv_into/sock_sendall": [B("async_echo_pysock"), "--mode", "sock"],
         "pysock streams (read_into)": [B("async_echo_pysock"), "--mode", "streams"],
         "pysock streams (read)": [B("async_echo_pysock"), "--mode", "streams-read"],
+        # the same programs on the io_uring backend (env execs the server: same pid)
+        URING_SOCK: ["env", "PYSOCK_LOOP=io_uring", B("async_echo_pysock"), "--mode", "sock"],
+        URING_STREAMS: ["env", "PYSOCK_LOOP=io_uring", B("async_echo_pysock"), "--mode", "streams"],
         # memory only: the same sock_* server with a 64-byte buffer, to separate
         # the library's per-connection cost from the application's 4 KiB buffer
         "pysock sock_*, 64 B buffer": [B("async_echo_pysock"), "--mode", "sock", "--buffer", "64"],
@@ -189,7 +194,7 @@ def main():
     }
     mem_only = {"pysock sock_*, 64 B buffer"}
     in_tput = [n for n in servers if n != "pysock streams (read)" and n not in mem_only]
-    uring = {"raw io_uring C"}
+    uring = {"raw io_uring C", URING_SOCK, URING_STREAMS}
     conns_list = [int(c) for c in a.conns.split(",")]
     skip = set(a.skip.split(",")) - {""}
     load_before = " ".join(open("/proc/loadavg").read().split()[:3])
@@ -252,7 +257,8 @@ def main():
         f"pysock's event loop (`bench/async_echo_pysock.cpp`: `--mode sock` is a coroutine per "
         f"connection on `sock_accept`/`sock_recv_into`/`sock_sendall` with a 4 KiB buffer; "
         f"`--mode streams` is `start_server` + `read_into` + `write` + `drain`; `--mode "
-        f"streams-read` uses `read(65536)`) against hand-written baselines: `bench/raw_epoll_echo.c`, "
+        f"streams-read` uses `read(65536)`; the rows \"on io_uring\" run the same program with "
+        f"`PYSOCK_LOOP=io_uring`) against hand-written baselines: `bench/raw_epoll_echo.c`, "
         f"`bench/baseline_uring_echo.c` (liburing, one recv/send per connection in flight), "
         f"`bench/baseline_asio_echo.cpp` (standalone asio, `async_read_some`/`async_write`), "
         f"`bench/baseline_libuv_echo.c` (`uv_try_write`), `bench/baseline_asyncio_echo.py` "
@@ -320,6 +326,16 @@ def main():
             e, h = mem[n]
             T.append(f"- {n}: {a.idle:,} idle connections in ≤ 10 MiB RSS: {h / 1024:.1f} MiB "
                      f"({(h - e) / 1024:.1f} MiB above the empty server) — {verdict(h <= 10 * 1024)}")
+    # The io_uring backend against the epoll one, same program, same scenario.
+    for n, base in [(URING_SOCK, "pysock sock_recv_into/sock_sendall"),
+                    (URING_STREAMS, "pysock streams (read_into)")]:
+        if not med:
+            break
+        ratios = [med[(n, c)]["per_cpu"] / med[(base, c)]["per_cpu"] for c in conns_list]
+        T.append(f"- {n} vs epoll, per server CPU-second, never below 0.95× and ≥ 1.10× in one "
+                 f"scenario: " + " / ".join(f"{x:.2f}×" for x in ratios)
+                 + f" at {'/'.join(map(str, conns_list))} connections — "
+                 + verdict(all(x >= 0.95 for x in ratios) and any(x >= 1.10 for x in ratios)))
     n = "pysock sock_*, 64 B buffer"
     if n in mem:
         e, h = mem[n]

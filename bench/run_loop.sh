@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 #
 # The event-loop echo benchmark, all of it, in one run (about 10 minutes):
-#   bench/async_echo_pysock.cpp (pysock's loop: sock_* and streams) vs
+#   bench/async_echo_pysock.cpp (pysock's loop: sock_* and streams, on the
+#   epoll backend and on the io_uring one with PYSOCK_LOOP=io_uring) vs
 #   bench/raw_epoll_echo.c, bench/baseline_uring_echo.c (liburing),
 #   bench/baseline_asio_echo.cpp (standalone asio), bench/baseline_libuv_echo.c,
 #   bench/baseline_asyncio_echo.py (CPython asyncio, and on uvloop);
@@ -28,10 +29,12 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
 cmake --build "$BUILD" --target pysock >/dev/null
 CXX=${CXX:-c++}
 CC=${CC:-cc}
+# libpysock.a carries the io_uring loop when liburing was found.
+URING_LIBS=$(pkg-config --libs liburing 2>/dev/null || true)
 $CXX -std=c++20 -O2 -g -DNDEBUG -I"$ROOT/include" "$ROOT/bench/async_echo_pysock.cpp" \
-  "$BUILD/libpysock.a" -o "$BUILD/async_echo_pysock"
+  "$BUILD/libpysock.a" $URING_LIBS -o "$BUILD/async_echo_pysock"
 $CXX -std=c++20 -O2 -g -I"$ROOT/include" "$ROOT/bench/echo_load.cpp" "$BUILD/libpysock.a" \
-  -o "$BUILD/echo_load"
+  $URING_LIBS -o "$BUILD/echo_load"
 $CC -std=c11 -O2 -g "$ROOT/bench/raw_epoll_echo.c" -o "$BUILD/raw_epoll_echo"
 $CC -std=gnu11 -O2 -g "$ROOT/bench/baseline_uring_echo.c" -o "$BUILD/baseline_uring_echo" -luring
 $CC -std=gnu11 -O2 -g "$ROOT/bench/baseline_libuv_echo.c" -o "$BUILD/baseline_libuv_echo" -luv

@@ -507,13 +507,15 @@ loop_backend choose_backend(loop_backend requested) {
       }
     }
   }
+#ifndef PYSOCK_HAVE_IO_URING
   if (requested == loop_backend::io_uring) {
-    // The io_uring proactor is not part of this version; a request for it
-    // must never stop a program from running, so it degrades to epoll.
+    // Built without liburing; a request for io_uring must never stop a
+    // program from running, so it degrades to epoll.
     log_once(logged_no_uring,
              "the io_uring backend is not built into this version of pysock; using epoll");
     return loop_backend::epoll;
   }
+#endif
   return requested;
 }
 
@@ -534,6 +536,37 @@ event_loop& get_running_loop() {
 event_loop::event_loop(loop_options options) : backend_(choose_backend(options.backend)) {
   sigemptyset(&signal_mask_);
   sigemptyset(&blocked_before_);
+#ifdef PYSOCK_HAVE_IO_URING
+  if (backend_ == loop_backend::io_uring) {
+    // The kernel, a seccomp filter or kernel.io_uring_disabled may refuse
+    // io_uring: one line per process, and the loop runs on epoll.
+    std::string why;
+    if (!ring_open(why)) {
+      log_once(logged_no_uring, why + "; using epoll");
+      backend_ = loop_backend::epoll;
+    }
+  }
+  if (ring_ != nullptr) {
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) {
+      const std::error_code ec = last_error();
+      ring_close();
+      throw_os_error(ec, "eventfd()");
+    }
+    try {
+      ring_watch(wake_fd_, false);
+    } catch (...) {
+      ::close(wake_fd_);
+      ring_close();
+      throw;
+    }
+    remote_ = std::make_shared<detail::loop_remote>();
+    remote_->wake_fd = wake_fd_;
+    ready_.reserve(256);
+    running_batch_.reserve(256);
+    return;
+  }
+#endif
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) throw_os_error(last_error(), "epoll_create1()");
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -612,7 +645,10 @@ event_loop::~event_loop() {
   // 6. Worker threads (run_in_thread) finish; their posts are dropped.
   collect_threads(true);
   ::close(wake_fd_);
-  ::close(epoll_fd_);
+#ifdef PYSOCK_HAVE_IO_URING
+  if (ring_ != nullptr) ring_close();
+#endif
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
 // ---------------------------------------------------------------------------
@@ -912,7 +948,19 @@ void event_loop::add_signal_handler(int sig, std::function<void()> fn) {
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.u64 = signal_tag;
-      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      int rc = 0;
+#ifdef PYSOCK_HAVE_IO_URING
+      if (ring_ != nullptr) {
+        try {
+          ring_watch(fd, true);
+        } catch (const std::system_error& x) {
+          errno = x.code().value();
+          rc = -1;
+        }
+      } else
+#endif
+        rc = ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+      if (rc != 0) {
         const std::error_code ec = last_error();
         ::close(fd);
         sigdelset(&signal_mask_, sig);
@@ -946,7 +994,10 @@ bool event_loop::remove_signal_handler(int sig) {
     ::pthread_sigmask(SIG_UNBLOCK, &one, nullptr);
   }
   if (signal_handlers_.empty()) {
-    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, signal_fd_, nullptr);
+#ifdef PYSOCK_HAVE_IO_URING
+    if (ring_ != nullptr) ring_unwatch_signals();
+#endif
+    if (epoll_fd_ >= 0) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, signal_fd_, nullptr);
     ::close(signal_fd_);
     signal_fd_ = -1;
   } else {

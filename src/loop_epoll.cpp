@@ -13,6 +13,7 @@
 // loop, and a cached registration would then wait forever. A one-shot MOD
 // that finds nothing (ENOENT) simply re-adds it.
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -23,6 +24,11 @@
 namespace pysock {
 
 namespace detail {
+
+#ifdef PYSOCK_HAVE_IO_URING
+int ring_fd(const uring* ring) noexcept;  // loop_uring_linux.cpp
+#endif
+
 namespace {
 
 // add_reader()/add_writer(): a persistent callback in a descriptor's slot.
@@ -58,6 +64,13 @@ detail::fd_entry& event_loop::entry(int fd) {
 }
 
 std::size_t event_loop::active_descriptor_count() const noexcept { return active_fds_; }
+
+int event_loop::backend_fileno() const noexcept {
+#ifdef PYSOCK_HAVE_IO_URING
+  if (ring_ != nullptr) return detail::ring_fd(ring_);
+#endif
+  return epoll_fd_;
+}
 
 // Brings the kernel's registration of a non-attached descriptor in line with
 // its slots; throws std::system_error with the errno when epoll refuses.
@@ -117,14 +130,19 @@ bool event_loop::start_wait(detail::io_op* op) {
   }
   const bool was_active = detail::is_active(e);
   slot = op;
-  if (!e.attached) {
-    try {
+  try {
+#ifdef PYSOCK_HAVE_IO_URING
+    if (ring_ != nullptr) {
+      ring_arm(op, true);  // attached or not: a request per wait
+    } else
+#endif
+        if (!e.attached) {
       update_registration(op->fd, e);
-    } catch (const std::system_error& x) {
-      slot = nullptr;
-      op->ec = x.code();
-      return false;
     }
+  } catch (const std::system_error& x) {
+    slot = nullptr;
+    op->ec = x.code();
+    return false;
   }
   op->waiting = true;
   if (!was_active) ++active_fds_;
@@ -137,7 +155,14 @@ void event_loop::end_wait(detail::io_op* op) noexcept {
   detail::fd_entry& e = fds_[static_cast<std::size_t>(op->fd)];
   detail::io_op*& slot = op->write ? e.writer : e.reader;
   if (slot == op) slot = nullptr;
-  if (!e.attached) {
+#ifdef PYSOCK_HAVE_IO_URING
+  if (ring_ != nullptr) {
+    // The kernel may still write into the operation's buffer: it is
+    // cancelled and waited for before the frame can go.
+    if (op->in_ring) ring_abandon(op);
+  } else
+#endif
+      if (!e.attached) {
     try {
       update_registration(op->fd, e);
     } catch (const std::system_error&) {
@@ -153,15 +178,20 @@ void event_loop::abandon_io(detail::io_op* op) noexcept { end_wait(op); }
 bool event_loop::suspend_io(detail::io_op* op, std::coroutine_handle<> h) {
   op->handle = h;
   op->owner = current_;
-  op->cancel_fn = [](detail::cancel_slot* s) noexcept {
-    auto* self = static_cast<detail::io_op*>(s);
-    if (self->cancelled) return true;
-    if (!self->waiting) return false;  // completed: its result must reach the task
-    self->loop->end_wait(self);
-    self->cancelled = true;
-    self->loop->schedule(self->handle, self->owner);
-    return true;
-  };
+#ifdef PYSOCK_HAVE_IO_URING
+  if (ring_ != nullptr) {
+    op->cancel_fn = &event_loop::ring_cancel;
+  } else
+#endif
+    op->cancel_fn = [](detail::cancel_slot* s) noexcept {
+      auto* self = static_cast<detail::io_op*>(s);
+      if (self->cancelled) return true;
+      if (!self->waiting) return false;  // completed: its result must reach the task
+      self->loop->end_wait(self);
+      self->cancelled = true;
+      self->loop->schedule(self->handle, self->owner);
+      return true;
+    };
   if (op->owner != nullptr && op->owner->must_cancel) {
     op->owner->must_cancel = false;
     op->cancelled = true;
@@ -176,9 +206,8 @@ bool event_loop::suspend_io(detail::io_op* op, std::coroutine_handle<> h) {
 // Dispatch
 // ---------------------------------------------------------------------------
 
-// Performs `op` after an event; true when it is finished and has left its
-// slot (the caller then completes it).
-bool event_loop::run_op(detail::io_op* op) {
+// Makes the system call of `op` again (after readiness); true when finished.
+bool event_loop::perform_op(detail::io_op* op) noexcept {
   using detail::op_kind;
   bool finished = false;
   switch (op->kind) {
@@ -212,20 +241,38 @@ bool event_loop::run_op(detail::io_op* op) {
     case op_kind::stream_flush:
       finished = detail::stream_flush_perform(op);
       break;
-    case op_kind::fd_callback: {
-      auto* cb = static_cast<detail::fd_callback_op*>(op);
-      cb->running = true;
-      try {
-        cb->fn();
-      } catch (...) {
-        std::fprintf(stderr, "pysock: exception in add_reader/add_writer callback for fd %d\n",
-                     op->fd);
-      }
-      cb->running = false;
-      if (cb->removed) delete cb;
-      return false;  // stays registered
-    }
+    case op_kind::fd_callback:
+      break;  // run_fd_callback()
   }
+  return finished;
+}
+
+// Runs an add_reader()/add_writer() callback; false when the callback removed
+// itself (the op is deleted then).
+bool event_loop::run_fd_callback(detail::io_op* op) {
+  auto* cb = static_cast<detail::fd_callback_op*>(op);
+  cb->running = true;
+  try {
+    cb->fn();
+  } catch (...) {
+    std::fprintf(stderr, "pysock: exception in add_reader/add_writer callback for fd %d\n", op->fd);
+  }
+  cb->running = false;
+  if (cb->removed) {
+    delete cb;
+    return false;
+  }
+  return true;
+}
+
+// Performs `op` after an event; true when it is finished and has left its
+// slot (the caller then completes it).
+bool event_loop::run_op(detail::io_op* op) {
+  if (op->kind == detail::op_kind::fd_callback) {
+    run_fd_callback(op);
+    return false;  // stays registered
+  }
+  const bool finished = perform_op(op);
   if (finished) end_wait(op);
   return finished;
 }
@@ -275,6 +322,12 @@ void event_loop::dispatch(int fd, std::uint32_t events) {
 }
 
 void event_loop::poll_backend(int timeout_ms) {
+#ifdef PYSOCK_HAVE_IO_URING
+  if (ring_ != nullptr) {
+    ring_poll(timeout_ms);
+    return;
+  }
+#endif
   std::array<epoll_event, 128> events;
   const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
   if (n < 0) {
@@ -304,6 +357,11 @@ void event_loop::attach(int fd) {
   if (e.reader != nullptr || e.writer != nullptr)
     throw std::runtime_error("fd " + std::to_string(fd) +
                              " has waits pending; cannot attach it to a stream");
+  if (ring_ != nullptr) {  // io_uring: each wait is its own request, nothing to register
+    e.attached = true;
+    ++active_fds_;
+    return;
+  }
   const std::uint32_t flags = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   int err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
   if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
@@ -324,7 +382,7 @@ void event_loop::detach(int fd) noexcept {
   for (detail::io_op* op : {e.reader, e.writer}) {
     if (op != nullptr) end_wait(op);
   }
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  if (ring_ == nullptr) ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   e = detail::fd_entry{};
   --active_fds_;
 }
@@ -338,6 +396,17 @@ void event_loop::set_fd_callback(int fd, bool write, std::function<void()> fn) {
   if (fd < 0) throw std::invalid_argument("add_reader/add_writer: negative file descriptor");
   detail::fd_entry& e = entry(fd);
   if (e.attached) throw std::runtime_error("fd " + std::to_string(fd) + " belongs to a stream");
+  if (ring_ != nullptr) {
+    // epoll refuses what cannot be waited for (EPERM); a poll request on a
+    // regular file or directory would report it ready forever instead.
+    struct stat st {};
+    if (::fstat(fd, &st) != 0)
+      throw_os_error(last_error(),
+                     (write ? "add_writer(fd " : "add_reader(fd ") + std::to_string(fd) + ")");
+    if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+      throw_os_error(std::error_code(EPERM, std::system_category()),
+                     (write ? "add_writer(fd " : "add_reader(fd ") + std::to_string(fd) + ")");
+  }
   detail::io_op* existing = write ? e.writer : e.reader;
   if (existing != nullptr && detail::is_callback(existing)) {
     static_cast<detail::fd_callback_op*>(existing)->fn = std::move(fn);  // Python replaces it

@@ -23,9 +23,13 @@ using pysock::task;
 
 namespace {
 
+// The backend of the running test (the suite runs once per backend).
+pysock::loop_backend current_backend = pysock::loop_backend::epoll;
+
 template <class T>
 T run_bounded(task<T> body, std::chrono::seconds limit = 20s) {
-  return pysock::run(pysock::wait_for(std::move(body), limit));
+  return pysock::run(pysock::wait_for(std::move(body), limit),
+                     pysock::loop_options{current_backend});
 }
 
 // A line echo handler: what most asyncio tutorials show.
@@ -55,7 +59,29 @@ task<void> trickle(pysock::stream_reader, pysock::stream_writer writer,
 
 }  // namespace
 
-TEST(streams, open_connection_and_start_server_echo_lines) {
+// Every test runs on each backend; the io_uring instance skips, with the
+// reason, where the loop falls back to epoll.
+class streams : public testing::TestWithParam<pysock::loop_backend> {
+ protected:
+  void SetUp() override {
+    current_backend = GetParam();
+    testing::internal::CaptureStderr();
+    const pysock::event_loop probe(pysock::loop_options{GetParam()});
+    const std::string log = testing::internal::GetCapturedStderr();
+    if (probe.backend() != GetParam())
+      GTEST_SKIP() << "the " << pysock::to_string(GetParam())
+                   << " backend is not available here; the loop fell back to "
+                   << pysock::to_string(probe.backend()) << ": " << log;
+  }
+};
+INSTANTIATE_TEST_SUITE_P(backends, streams,
+                         testing::Values(pysock::loop_backend::epoll,
+                                         pysock::loop_backend::io_uring),
+                         [](const testing::TestParamInfo<pysock::loop_backend>& param_info) {
+                           return std::string(pysock::to_string(param_info.param));
+                         });
+
+TEST_P(streams, open_connection_and_start_server_echo_lines) {
   auto body = []() -> task<void> {
     auto srv = co_await pysock::start_server(line_echo, "127.0.0.1", 0);
     const int port = srv.sockname().port();
@@ -79,7 +105,7 @@ TEST(streams, open_connection_and_start_server_echo_lines) {
   run_bounded(body());
 }
 
-TEST(streams, readuntil_readexactly_and_read_reassemble_split_input) {
+TEST_P(streams, readuntil_readexactly_and_read_reassemble_split_input) {
   auto body = []() -> task<void> {
     std::vector<std::string> pieces{"HEAD", "ER\r", "\nbo", "dy-of-", "ten!", "tail"};
     auto handler = [pieces](pysock::stream_reader r, pysock::stream_writer w) {
@@ -96,7 +122,7 @@ TEST(streams, readuntil_readexactly_and_read_reassemble_split_input) {
   run_bounded(body());
 }
 
-TEST(streams, readexactly_at_eof_raises_incomplete_read_error_with_the_partial_bytes) {
+TEST_P(streams, readexactly_at_eof_raises_incomplete_read_error_with_the_partial_bytes) {
   auto body = []() -> task<void> {
     auto handler = [](pysock::stream_reader r, pysock::stream_writer w) {
       return trickle(r, w, {"only five"});
@@ -116,7 +142,7 @@ TEST(streams, readexactly_at_eof_raises_incomplete_read_error_with_the_partial_b
   run_bounded(body());
 }
 
-TEST(streams, readuntil_past_the_limit_raises_limit_overrun_error) {
+TEST_P(streams, readuntil_past_the_limit_raises_limit_overrun_error) {
   auto body = []() -> task<void> {
     auto handler = [](pysock::stream_reader r, pysock::stream_writer w) {
       return trickle(r, w, {std::string(300, 'x'), "\nnext\n"});
@@ -134,7 +160,7 @@ TEST(streams, readuntil_past_the_limit_raises_limit_overrun_error) {
   run_bounded(body());
 }
 
-TEST(streams, a_writer_to_a_client_that_never_reads_stops_growing_at_the_high_water_mark) {
+TEST_P(streams, a_writer_to_a_client_that_never_reads_stops_growing_at_the_high_water_mark) {
   auto body = []() -> task<void> {
     constexpr std::size_t kHigh = 64 * 1024;
     constexpr std::size_t kChunk = 16 * 1024;
@@ -174,7 +200,7 @@ TEST(streams, a_writer_to_a_client_that_never_reads_stops_growing_at_the_high_wa
   run_bounded(body(), 30s);
 }
 
-TEST(streams, close_flushes_a_large_buffer_before_closing_and_wait_closed_waits_for_it) {
+TEST_P(streams, close_flushes_a_large_buffer_before_closing_and_wait_closed_waits_for_it) {
   auto body = []() -> task<void> {
     const std::string big(2 << 20, 'z');
     auto sender = [&big](pysock::stream_reader, pysock::stream_writer w) -> task<void> {
@@ -194,7 +220,7 @@ TEST(streams, close_flushes_a_large_buffer_before_closing_and_wait_closed_waits_
   run_bounded(body());
 }
 
-TEST(streams, peer_reset_raises_connection_reset_error_from_read) {
+TEST_P(streams, peer_reset_raises_connection_reset_error_from_read) {
   auto body = []() -> task<void> {
     auto resetter = [](pysock::stream_reader, pysock::stream_writer w) -> task<void> {
       w.get_socket().setsockopt(pysock::so_linger, std::optional<std::chrono::seconds>(0s));
@@ -210,7 +236,7 @@ TEST(streams, peer_reset_raises_connection_reset_error_from_read) {
   run_bounded(body());
 }
 
-TEST(streams, drain_after_the_peer_is_gone_raises_a_connection_error) {
+TEST_P(streams, drain_after_the_peer_is_gone_raises_a_connection_error) {
   auto body = []() -> task<void> {
     auto vanish = [](pysock::stream_reader, pysock::stream_writer w) -> task<void> {
       w.get_socket().setsockopt(pysock::so_linger, std::optional<std::chrono::seconds>(0s));
@@ -237,7 +263,7 @@ TEST(streams, drain_after_the_peer_is_gone_raises_a_connection_error) {
   run_bounded(body());
 }
 
-TEST(streams, close_clients_cancels_running_handlers_and_wait_closed_returns) {
+TEST_P(streams, close_clients_cancels_running_handlers_and_wait_closed_returns) {
   auto body = []() -> task<void> {
     int cancelled = 0;
     int waiting = 0;
@@ -269,7 +295,7 @@ TEST(streams, close_clients_cancels_running_handlers_and_wait_closed_returns) {
   run_bounded(body());
 }
 
-TEST(streams, open_connection_to_a_closed_port_raises_connection_refused_error) {
+TEST_P(streams, open_connection_to_a_closed_port_raises_connection_refused_error) {
   int port = 0;
   {
     pysock::socket probe = pysock::create_server({"127.0.0.1", 0});
@@ -282,7 +308,7 @@ TEST(streams, open_connection_to_a_closed_port_raises_connection_refused_error) 
   run_bounded(body());
 }
 
-TEST(streams, unix_socket_streams_round_trip) {
+TEST_P(streams, unix_socket_streams_round_trip) {
   const std::string path = "/tmp/pysock-test-streams-" + std::to_string(::getpid()) + ".sock";
   ::unlink(path.c_str());
   auto body = [&path]() -> task<void> {
@@ -299,7 +325,7 @@ TEST(streams, unix_socket_streams_round_trip) {
   ::unlink(path.c_str());
 }
 
-TEST(streams, a_thousand_concurrent_clients_each_verify_their_echoed_bytes) {
+TEST_P(streams, a_thousand_concurrent_clients_each_verify_their_echoed_bytes) {
   rlimit lim{};
   ::getrlimit(RLIMIT_NOFILE, &lim);
   if (lim.rlim_cur < 2100 && lim.rlim_max > lim.rlim_cur) {
@@ -340,7 +366,7 @@ TEST(streams, a_thousand_concurrent_clients_each_verify_their_echoed_bytes) {
   run_bounded(body(), 50s);
 }
 
-TEST(streams, serve_forever_runs_a_loop_per_thread_on_one_port_and_stops_on_request) {
+TEST_P(streams, serve_forever_runs_a_loop_per_thread_on_one_port_and_stops_on_request) {
   std::mutex mutex;
   std::set<std::thread::id> serving_threads;
   auto handler = [&](pysock::stream_reader r, pysock::stream_writer w) -> task<void> {
@@ -357,6 +383,7 @@ TEST(streams, serve_forever_runs_a_loop_per_thread_on_one_port_and_stops_on_requ
   options.stop_signals = {};  // this test stops it through the stop token
   options.stop = stop.get_token();
   options.on_listening = [&](const pysock::address& a) { port_promise.set_value(a.port()); };
+  options.loop.backend = GetParam();
   std::thread server([&] { pysock::serve_forever(handler, "127.0.0.1", 0, options); });
   auto port_future = port_promise.get_future();
   ASSERT_EQ(port_future.wait_for(10s), std::future_status::ready);

@@ -59,10 +59,17 @@
 // task that waits on another task (co_await h, wait_for, gather) cancels that
 // task too, as in Python.
 //
-// Backends: epoll (the default, a reactor). An io_uring proactor is selected
-// with PYSOCK_LOOP=io_uring or loop_options{.backend = loop_backend::io_uring};
-// this build does not contain it yet, and asking for it logs one line on
-// stderr and uses epoll. The backend never makes a loop fail to start.
+// Backends: epoll (the default, a reactor) and io_uring (a proactor, built
+// when liburing is found), selected with PYSOCK_LOOP=io_uring|epoll or
+// loop_options{.backend = loop_backend::io_uring}. On io_uring, sock_recv,
+// sock_recv_into and sock_sendall are kernel requests submitted at once and
+// batched into one io_uring_enter per loop iteration; the other operations try
+// the system call first and wait with a poll request. A buffer passed to an
+// operation must stay valid until the await ends (a cancelled or abandoned
+// request is withdrawn and waited for before the awaiting frame may go). Where
+// the kernel or a sandbox refuses io_uring (or the build lacks liburing) the
+// loop logs one line on stderr per process and runs on epoll: the backend
+// never makes a loop fail to start; backend() says which one runs.
 #pragma once
 
 #include <signal.h>
@@ -166,6 +173,11 @@ struct io_op : cancel_slot {
   bool write = false;      // which slot of the descriptor it waits in
   bool waiting = false;    // registered with the reactor now
   bool cancelled = false;  // withdrawn by Task.cancel(): await_resume throws
+  // io_uring only: the kernel holds a request whose user_data is this op (its
+  // completion has not been consumed), and whether that request is the
+  // operation itself (recv/send) or a readiness poll.
+  bool in_ring = false;
+  bool ring_native = false;
   int fd = -1;
   event_loop* loop = nullptr;
   std::coroutine_handle<> handle;    // the coroutine to resume (none for callbacks)
@@ -234,6 +246,7 @@ struct thread_call_of final : thread_call {
 };
 
 struct loop_access;  // streams.cpp's door to the reactor (attach/detach)
+struct uring;        // loop_uring_linux.cpp: the ring and what waits on it
 template <class R>
 struct thread_call_awaiter;  // what run_in_thread() returns
 
@@ -400,9 +413,14 @@ class event_loop {
 
   // --- diagnostics -------------------------------------------------------------
 
-  /// The backend's own descriptor (the epoll instance): /proc/self/fdinfo of
-  /// it lists what the kernel watches. For tests and debugging.
-  int backend_fileno() const noexcept { return epoll_fd_; }
+  /// The backend's own descriptor (the epoll instance, or the io_uring
+  /// instance): /proc/self/fdinfo of it lists what the kernel watches. For
+  /// tests and debugging.
+  int backend_fileno() const noexcept;
+  /// io_uring: requests submitted (or queued for the next submission) whose
+  /// completion has not come back yet; epoll: 0. A cancelled or abandoned
+  /// operation is counted until the kernel has finished with it.
+  std::size_t kernel_requests_in_flight() const noexcept { return ring_in_flight_; }
   /// Descriptors that have a wait or a callback registered now, plus attached
   /// ones (streams), not counting the loop's own eventfd and signalfd.
   std::size_t active_descriptor_count() const noexcept;
@@ -415,6 +433,9 @@ class event_loop {
   /// coroutine must not suspend: a pending cancellation (op->cancelled) or a
   /// registration error (op->ec).
   bool suspend_io(detail::io_op* op, std::coroutine_handle<> h);
+  /// True on io_uring: receives and sends go to the kernel as requests at
+  /// once instead of trying the system call first.
+  bool submits_receives() const noexcept { return ring_ != nullptr; }
   /// Called first in every awaiter's await_resume: the task is running again.
   void resumed(detail::task_state_base* owner, detail::cancel_slot* slot) noexcept {
     current_ = owner;
@@ -468,6 +489,20 @@ class event_loop {
   void heap_swap(std::size_t a, std::size_t b) noexcept;
   void collect_threads(bool all);
   bool run_op(detail::io_op* op);
+  bool perform_op(detail::io_op* op) noexcept;
+  bool run_fd_callback(detail::io_op* op);
+  // io_uring (loop_uring_linux.cpp); ring_ is null on epoll.
+  bool ring_open(std::string& why);
+  void ring_close() noexcept;
+  void ring_arm(detail::io_op* op, bool native);
+  int ring_withdraw(std::uint64_t user_data) noexcept;
+  void ring_abandon(detail::io_op* op) noexcept;
+  void ring_poll(int timeout_ms);
+  void ring_event(std::uint64_t user_data, int res);
+  int ring_finish_native(detail::io_op* op, int res) noexcept;
+  void ring_watch(int fd, bool signals);
+  void ring_unwatch_signals() noexcept;
+  static bool ring_cancel(detail::cancel_slot* slot) noexcept;
 
   // epoll_event.data of the loop's own descriptors; user descriptors are
   // stored as their number.
@@ -489,6 +524,8 @@ class event_loop {
   std::uint64_t timer_sequence_ = 0;
 
   int epoll_fd_ = -1;
+  detail::uring* ring_ = nullptr;  // the io_uring instance, when that is the backend
+  std::size_t ring_in_flight_ = 0;
   std::vector<detail::fd_entry> fds_;
   std::size_t active_fds_ = 0;
 
@@ -531,6 +568,12 @@ class io_awaiter : public io_op {
   }
   bool await_ready() noexcept {
     if (ec) return true;  // a precondition failed at creation: report it at once
+    // io_uring: receives and sends go to the kernel as requests straight
+    // away (batched into the loop's next io_uring_enter); everything else
+    // tries the system call first.
+    if constexpr (Derived::submitted_directly) {
+      if (loop->submits_receives()) return false;
+    }
     return static_cast<Derived*>(this)->perform();
   }
   bool await_suspend(std::coroutine_handle<> h) { return loop->suspend_io(this, h); }
@@ -564,6 +607,8 @@ class io_awaiter : public io_op {
 
 class event_loop::recv_into_op : public detail::io_awaiter<recv_into_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = true;
   recv_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size,
                std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::recv_into, false, descriptor), data_(data), size_(size) {
@@ -587,6 +632,8 @@ class event_loop::recv_into_op : public detail::io_awaiter<recv_into_op> {
 
 class event_loop::recv_op : public detail::io_awaiter<recv_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = true;
   recv_op(event_loop& l, int descriptor, std::size_t n, std::error_code precheck)
       : io_awaiter(l, detail::op_kind::recv, false, descriptor), data_(precheck ? 0 : n, '\0') {
     ec = precheck;
@@ -608,6 +655,8 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
 
 class event_loop::sendall_op : public detail::io_awaiter<sendall_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = true;
   sendall_op(event_loop& l, int descriptor, const_buffer data, std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::sendall, true, descriptor), data_(data) {
     ec = precheck;
@@ -630,6 +679,8 @@ class event_loop::sendall_op : public detail::io_awaiter<sendall_op> {
 
 class event_loop::sendto_op : public detail::io_awaiter<sendto_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = false;
   sendto_op(event_loop& l, int descriptor, const_buffer data, const sockaddr_buffer& to,
             std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::sendto, true, descriptor), data_(data), to_(to) {
@@ -655,6 +706,8 @@ class event_loop::sendto_op : public detail::io_awaiter<sendto_op> {
 
 class event_loop::recvfrom_into_op : public detail::io_awaiter<recvfrom_into_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = false;
   recvfrom_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size,
                    std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::recvfrom_into, false, descriptor), data_(data), size_(size) {
@@ -682,6 +735,8 @@ class event_loop::recvfrom_into_op : public detail::io_awaiter<recvfrom_into_op>
 
 class event_loop::recvfrom_op : public detail::io_awaiter<recvfrom_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = false;
   recvfrom_op(event_loop& l, int descriptor, std::size_t n, std::error_code precheck)
       : io_awaiter(l, detail::op_kind::recvfrom, false, descriptor), data_(precheck ? 0 : n, '\0') {
     ec = precheck;
@@ -706,6 +761,8 @@ class event_loop::recvfrom_op : public detail::io_awaiter<recvfrom_op> {
 
 class event_loop::accept_op : public detail::io_awaiter<accept_op> {
  public:
+  friend class event_loop;  // the io_uring backend fills in results
+  static constexpr bool submitted_directly = false;
   accept_op(event_loop& l, socket& listener, std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::accept, false, listener.fileno()), listener_(&listener) {
     ec = precheck;
@@ -734,6 +791,7 @@ class event_loop::accept_op : public detail::io_awaiter<accept_op> {
 
 class event_loop::connect_op : public detail::io_awaiter<connect_op> {
  public:
+  static constexpr bool submitted_directly = false;
   connect_op(event_loop& l, int descriptor, const sockaddr_buffer& to) noexcept
       : io_awaiter(l, detail::op_kind::connect, true, descriptor), to_(to) {}
   bool perform() noexcept;  // loop.cpp: connect(), then SO_ERROR once writable

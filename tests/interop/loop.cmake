@@ -31,4 +31,11 @@ foreach(entry IN LISTS _pysock_loop_tests)
   separate_arguments(args UNIX_COMMAND "${args}")
   add_test(NAME ${name} COMMAND ${PYSOCK_LOOP_PYTHON3} ${_pysock_loop_driver} ${args})
   set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS "interop;loop")
+  # The same programs on the io_uring backend, chosen the way users do
+  # (PYSOCK_LOOP); only where it is built, or they would test epoll twice.
+  if(PYSOCK_WITH_IO_URING)
+    add_test(NAME ${name}_on_io_uring COMMAND ${PYSOCK_LOOP_PYTHON3} ${_pysock_loop_driver} ${args})
+    set_tests_properties(${name}_on_io_uring PROPERTIES TIMEOUT 60 LABELS "interop;loop"
+                         ENVIRONMENT "PYSOCK_LOOP=io_uring")
+  endif()
 endforeach()
