@@ -7,6 +7,9 @@
 find_program(PYSOCK_PYTHON3 NAMES python3 PATHS /usr/bin NO_DEFAULT_PATH)
 find_program(PYSOCK_PYTHON3 NAMES python3)
 find_program(PYSOCK_CURL NAMES curl)
+# Optional peers: a case whose program is missing is skipped with the reason
+# (exit 77), never passed. The driver looks on PATH again at run time.
+find_program(PYSOCK_CHROMIUM NAMES chromium chromium-browser)
 
 if(NOT PYSOCK_PYTHON3)
   message(STATUS "pysock: python3 not found, skipping tests/interop/http.cmake")
@@ -28,6 +31,10 @@ set(_pysock_http_cases
   slowloris
   client_disconnects_mid_response
   sigterm_finishes_in_flight_response
+  sigint_finishes_in_flight_response
+  file_changes_are_seen
+  wrk_smoke
+  chromium_listing_and_file
   banner_and_cli_errors
   threads_two_loops
   concurrent_keepalive_200
@@ -47,14 +54,18 @@ set(_pysock_http_threads_cases
   pipelining
   slowloris
   client_disconnects_mid_response
-  sigterm_finishes_in_flight_response)
+  sigterm_finishes_in_flight_response
+  sigint_finishes_in_flight_response
+  wrk_smoke)
 foreach(case IN LISTS _pysock_http_cases)
   set(name interop_http_${case})
   add_test(NAME ${name}
            COMMAND ${PYSOCK_PYTHON3} ${_pysock_http_driver} ${case} $<TARGET_FILE:pysock_cli>
                    "${PYSOCK_CURL}")
-  # 77: a peer program (curl) is missing.
-  set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS "interop;http" SKIP_RETURN_CODE 77)
+  # 77: a peer program (curl, wrk, chromium) is missing. Chromium's
+  # screenshot goes to the build tree: <build>/tests/http_output/.
+  set_tests_properties(${name} PROPERTIES TIMEOUT 60 LABELS "interop;http" SKIP_RETURN_CODE 77
+                       ENVIRONMENT "PYSOCK_TEST_OUTPUT_DIR=${CMAKE_CURRENT_BINARY_DIR}/http_output;PYSOCK_CHROMIUM=${PYSOCK_CHROMIUM}")
 endforeach()
 foreach(case IN LISTS _pysock_http_threads_cases)
   set(name interop_http_threads_transport_${case})

@@ -421,6 +421,15 @@ def case_client_disconnects_mid_response(binary, _curl=None):
 
 
 def case_sigterm_finishes_in_flight_response(binary, _curl=None):
+    stop_finishes_in_flight_response(binary, signal.SIGTERM, b"Terminated, exiting.")
+
+
+def case_sigint_finishes_in_flight_response(binary, _curl=None):
+    # Ctrl-C: the same clean stop, with Python's words on stdout.
+    stop_finishes_in_flight_response(binary, signal.SIGINT, b"Keyboard interrupt received, exiting.")
+
+
+def stop_finishes_in_flight_response(binary, signum, farewell):
     srv = Server(binary)
     try:
         # Larger than the socket buffers on both sides together, so the
@@ -433,7 +442,7 @@ def case_sigterm_finishes_in_flight_response(binary, _curl=None):
         s.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         first = s.recv(4096)
         expect(first.startswith(b"HTTP/1.1 200"), first[:40])
-        srv.proc.send_signal(signal.SIGTERM)
+        srv.proc.send_signal(signum)
         expect(wait_closed(idle, 5), "idle connection not closed on stop")
         time.sleep(0.3)
         expect(srv.proc.poll() is None, "the server exited with a response in flight")
@@ -452,6 +461,8 @@ def case_sigterm_finishes_in_flight_response(binary, _curl=None):
         expect(wait_closed(s, 5), "connection not closed after the in-flight response")
         out, err = srv.proc.communicate(timeout=TIMEOUT)
         expect(srv.proc.returncode == 0, f"exit status {srv.proc.returncode}: {err!r}")
+        expect(farewell in out, f"no {farewell!r} on stdout: {out!r}")
+        expect('"GET /huge.bin HTTP/1.1" 200 -' in err.decode(errors="replace"), f"access log: {err!r}")
         s.close()
         idle.close()
     finally:
@@ -679,6 +690,163 @@ def case_netcat_udp_and_unix(binary, _curl=None):
         expect(not os.path.exists(path), "the socket file was not removed")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def case_file_changes_are_seen(binary, _curl=None):
+    """The small-file cache never serves a file that changed: rewritten in
+    place with the same size, replaced by rename, deleted."""
+    srv = Server(binary)
+    try:
+        path = os.path.join(srv.root, "cached.txt")
+        with open(path, "wb") as f:
+            f.write(b"first version\n")
+        # A file is cached once its ctime is a second old (see file_cache.hpp).
+        time.sleep(1.2)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+
+        def get():
+            conn.request("GET", "/cached.txt")
+            r = conn.getresponse()
+            return r.status, r.read(), r.getheader("ETag")
+        status, body, etag1 = get()
+        expect(status == 200 and body == b"first version\n", f"{status} {body!r}")
+        expect(get()[1] == b"first version\n", "second request (from the cache)")
+        with open(path, "r+b") as f:  # same size, same inode
+            f.write(b"FIRST")
+        status, body, etag2 = get()
+        expect(body == b"FIRST version\n", f"in-place rewrite not seen: {body!r}")
+        tmp = os.path.join(srv.root, "cached.tmp")
+        with open(tmp, "wb") as f:
+            f.write(b"second versio\n")  # same size again, another inode
+        os.rename(tmp, path)
+        status, body, _ = get()
+        expect(body == b"second versio\n", f"rename over it not seen: {body!r}")
+        os.unlink(path)
+        status, body, _ = get()
+        expect(status == 404, f"deleted file gave {status}")
+        conn.close()
+        srv.stop()
+    finally:
+        srv.cleanup()
+
+
+def run_wrk(wrk, url, seconds, connections, script=None):
+    """wrk -t1 for `seconds`; returns (requests, the whole output)."""
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s"]
+    if script:
+        cmd += ["-s", script]
+    r = subprocess.run(cmd + [url], capture_output=True, text=True, timeout=seconds + 30)
+    expect(r.returncode == 0, f"wrk failed ({r.returncode}): {r.stderr}")
+    match = re.search(r"(\d+) requests in", r.stdout)
+    expect(match is not None, f"no request count in wrk's output:\n{r.stdout}")
+    return int(match.group(1)), r.stdout
+
+
+def case_wrk_smoke(binary, _curl=None):
+    """A short load with wrk: keep-alive on a small file (answered from
+    memory) and a 64 KiB one (sendfile), then 8 requests pipelined per
+    connection. Every answer must be a 2xx and no socket errors; the counts
+    are only required to be positive (no timing assertions)."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        print("skipped: wrk not found", file=sys.stderr)
+        sys.exit(SKIP)
+    srv = Server(binary)
+    try:
+        srv.drain_stderr()  # thousands of access-log lines
+        with open(os.path.join(srv.root, "mid.bin"), "wb") as f:
+            f.write(bytes((i * 13) & 0xFF for i in range(64 * 1024)))
+        script = os.path.join(srv.outside, "pipeline.lua")
+        with open(script, "w") as f:
+            f.write('local batch\n'
+                    'function init(args) batch = string.rep(wrk.format(nil, nil), 8) end\n'
+                    'function request() return batch end\n')
+        total = 0
+        for path, conns, lua in (("/small.txt", 16, None), ("/mid.bin", 4, None), ("/small.txt", 8, script)):
+            requests, out = run_wrk(wrk, srv.url(path), 1, conns, lua)
+            expect(requests > 0, f"{path}: no requests completed:\n{out}")
+            expect("Non-2xx" not in out, f"{path}: non-2xx answers:\n{out}")
+            expect("Socket errors" not in out, f"{path}: socket errors:\n{out}")
+            total += requests
+        log = srv.stop()
+        answered = log.count(" 200 -")
+        # wrk stops with requests in flight: the server may have answered more.
+        expect(answered >= total, f"access log shows {answered} answers, wrk counted {total}")
+        expect(" 404 -" not in log and " 400 -" not in log, "error answers in the log")
+    finally:
+        srv.cleanup()
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-default-apps", "--no-default-browser-check"]
+
+
+def run_chromium(chromium, args, within=30):
+    """Runs a fresh headless Chromium (its own empty profile, its own process
+    group, killed whole afterwards); returns (exit status, stdout)."""
+    profile = tempfile.mkdtemp(prefix="pysock-chromium-profile.")
+    proc = subprocess.Popen([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=within)
+        return proc.returncode, out
+    except subprocess.TimeoutExpired:
+        raise Failure(f"chromium did not finish within {within} s: {args}")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # its zygotes and helpers too
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def case_chromium_listing_and_file(binary, _curl=None):
+    """A real browser: headless Chromium loads the directory listing and a
+    file; the DOM it built is checked and a screenshot of the listing is
+    saved (PYSOCK_TEST_OUTPUT_DIR, else the current directory)."""
+    chromium = os.environ.get("PYSOCK_CHROMIUM", "")  # from CMake; "...-NOTFOUND" when it was absent
+    if not os.path.isfile(chromium):
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        print("skipped: chromium not found (Debian: apt-get install chromium)", file=sys.stderr)
+        sys.exit(SKIP)
+    srv = Server(binary)
+    try:
+        status, dom = run_chromium(chromium, ["--dump-dom", srv.url("/list/")])
+        dom = dom.decode(errors="replace")
+        expect(status == 0, f"chromium --dump-dom exited {status}")
+        expect("<title>Directory listing for /list/</title>" in dom, dom)
+        expect('<a href="a%20b%26%3Cc%3E.txt">a b&amp;&lt;c&gt;.txt</a>' in dom, f"escaped name missing:\n{dom}")
+        expect('<a href="sub%20dir/">sub dir/</a>' in dom, dom)
+        expect('<a href="Zeta.txt">Zeta.txt</a>' in dom, dom)
+        # A file: Chromium shows text/plain in a <pre>.
+        status, dom = run_chromium(chromium, ["--dump-dom", srv.url("/small.txt")])
+        dom = dom.decode(errors="replace")
+        expect(status == 0 and "<pre" in dom and "hello, pysock" in dom, f"file page:\n{dom}")
+        # The 301 for a directory without '/' is followed to its index.html.
+        status, dom = run_chromium(chromium, ["--dump-dom", srv.url("/site")])
+        expect(b"<h1>index</h1>" in dom, dom)
+        out_dir = os.environ.get("PYSOCK_TEST_OUTPUT_DIR") or os.getcwd()
+        os.makedirs(out_dir, exist_ok=True)
+        png = os.path.join(out_dir, "chromium_listing.png")
+        if os.path.exists(png):
+            os.unlink(png)
+        status, _ = run_chromium(chromium, [f"--screenshot={png}", "--window-size=800,600",
+                                            "--hide-scrollbars", srv.url("/list/")])
+        expect(status == 0 and os.path.exists(png), f"no screenshot (chromium exited {status})")
+        with open(png, "rb") as f:
+            data = f.read()
+        expect(data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000, f"not a PNG: {len(data)} bytes")
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        expect((width, height) == (800, 600), f"screenshot is {width}x{height}")
+        print(f"screenshot: {png}")
+        log = srv.stop()
+        expect('"GET /list/ HTTP/1.1" 200 -' in log, f"access log: {log}")
+        expect('"GET /small.txt HTTP/1.1" 200 -' in log and '"GET /site HTTP/1.1" 301 -' in log, log)
+    finally:
+        srv.cleanup()
 
 
 CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}

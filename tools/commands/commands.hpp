@@ -23,6 +23,8 @@ struct http_server_args {
   std::string loop_backend = "epoll";  ///< --loop: "epoll" or "io_uring"
   double header_timeout = 20.0;        ///< seconds (hidden option, for tests)
   double write_timeout = 60.0;         ///< seconds a send may wait for room
+  /// Per event loop (hidden option --file-cache-bytes; 0: no cache).
+  std::size_t file_cache_bytes = 8 * 1024 * 1024;
 };
 int run_http_server(const http_server_args& args);
 

@@ -90,6 +90,7 @@ int run_http_server(const http_server_args& args) {
     options.loop.backend =
         args.loop_backend == "io_uring" ? loop_backend::io_uring : loop_backend::epoll;
     options.write_timeout = write_timeout;
+    options.cache.max_bytes = args.file_cache_bytes;
     options.stop_fd = stop.event_fd();
     options.errors = errors;
     // A failed loop raises the eventfd: the wait below ends, and so do the

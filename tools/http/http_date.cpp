@@ -113,14 +113,21 @@ std::string_view http_date_now() {
   return cached;
 }
 
-std::string log_date_time(std::time_t t) {
+const std::string& log_date_time(std::time_t t) {
+  // Every access-log line asks, nearly always for the same second as the
+  // last: localtime_r + snprintf once per second per thread, not per line.
+  thread_local std::time_t cached_second = -1;
+  thread_local std::string cached;
+  if (t == cached_second) return cached;
   std::tm tm{};
   ::localtime_r(&t, &tm);
   char buffer[40];
   std::snprintf(buffer, sizeof buffer, "%02d/%s/%04d %02d:%02d:%02d", tm.tm_mday,
                 month_names[static_cast<std::size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour,
                 tm.tm_min, tm.tm_sec);
-  return buffer;
+  cached = buffer;
+  cached_second = t;
+  return cached;
 }
 
 }  // namespace pysock::http

@@ -27,7 +27,8 @@ std::optional<std::time_t> parse_http_date(std::string_view text);
 std::string_view http_date_now();
 
 /// Python's BaseHTTPRequestHandler.log_date_time_string(): local time as
-/// "24/Nov/2026 06:10:00".
-std::string log_date_time(std::time_t t);
+/// "24/Nov/2026 06:10:00". Formatted once per second per thread; the
+/// reference is valid until the thread's next call.
+const std::string& log_date_time(std::time_t t);
 
 }  // namespace pysock::http

@@ -366,12 +366,52 @@ void connection::destroy() {
   owner_.remove(*this);  // destroys *this (and the session's open files)
 }
 
-void run_loop(socket listener, const server_context& context, int stop_fd,
+// The access log of one loop: lines gathered during an iteration go to the
+// shared sink together, from a call_soon() callback (so after the batch of
+// events that produced them), and once more when the loop has ended.
+class batched_log {
+ public:
+  batched_log(event_loop& loop, log_sink sink) : loop_(loop), sink_(std::move(sink)) {}
+  batched_log(const batched_log&) = delete;
+  batched_log& operator=(const batched_log&) = delete;
+
+  void add(std::string_view line) {
+    pending_ += line;
+    if (scheduled_) return;
+    scheduled_ = true;
+    loop_.call_soon([this] {
+      scheduled_ = false;
+      flush();
+    });
+  }
+
+  void flush() {
+    if (pending_.empty()) return;
+    sink_(pending_);
+    pending_.clear();
+  }
+
+ private:
+  event_loop& loop_;
+  log_sink sink_;
+  std::string pending_;
+  bool scheduled_ = false;
+};
+
+void run_loop(socket listener, const server_context& shared, int stop_fd,
               const loop_transport_options& options) {
   event_loop loop(options.loop);
-  loop_listener server(loop, std::move(listener), context, stop_fd, options);
-  server.start();
-  loop.run_forever();
+  server_context context = shared;
+  file_cache cache(options.cache);
+  if (options.cache.max_bytes > 0) context.cache = &cache;
+  batched_log log(loop, shared.log);
+  if (shared.log) context.log = [&log](std::string_view line) { log.add(line); };
+  {
+    loop_listener server(loop, std::move(listener), context, stop_fd, options);
+    server.start();
+    loop.run_forever();
+  }
+  log.flush();
 }
 
 }  // namespace

@@ -14,6 +14,11 @@
 // moved on since, so a keep-alive client costs about one timer per
 // header_timeout, not one per request.
 //
+// Each loop gives its sessions its own copy of the context with its own
+// file_cache (no locks), and an access log that gathers the lines of one
+// loop iteration and hands them to the context's log in one call (one
+// write(2) for a batch of pipelined requests, not one per line).
+//
 // Stopping: when `stop_fd` becomes readable (it stays so), every loop stops
 // accepting and closes its listener; connections between requests close at
 // once, the others finish their response (a request half received gets until
@@ -46,6 +51,8 @@ struct loop_transport_options {
   std::function<void()> request_stop;
   /// Accept failures worth a log line (EMFILE...). Thread-safe.
   std::function<void(const std::string&)> errors;
+  /// Each loop's small-file cache; max_bytes 0 turns it off.
+  file_cache_limits cache;
 };
 
 /// Serves `context` with one event loop per listener, each on its own

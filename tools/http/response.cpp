@@ -48,16 +48,18 @@ std::string_view explanation(int status) noexcept {
 // Python's _control_char_table: C0 controls, DEL and C1 controls as \xNN.
 void append_log_escaped(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) {
-      out += "\\x";
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    } else {
-      out += ch;
-    }
+  // Request lines are nearly always clean: copy runs of plain bytes at once.
+  std::size_t plain = 0;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && (c < 0x7f || c > 0x9f)) continue;
+    out.append(text.data() + plain, i - plain);
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+    plain = i + 1;
   }
+  out.append(text.data() + plain, text.size() - plain);
 }
 
 }  // namespace
@@ -121,6 +123,24 @@ response_head& response_head::field(std::string_view name, std::string_view valu
   out_ += value;
   out_ += "\r\n";
   return *this;
+}
+
+response_head& response_head::raw(std::string_view fields) {
+  out_ += fields;
+  return *this;
+}
+
+void append_file_fields(std::string& out, std::string_view mime, std::uint64_t length,
+                        std::string_view last_modified, std::string_view etag) {
+  out += "Content-Type: ";
+  out += mime;
+  out += "\r\nContent-Length: ";
+  append_number(out, length);
+  out += "\r\nLast-Modified: ";
+  out += last_modified;
+  out += "\r\nETag: ";
+  out += etag;
+  out += "\r\nAccept-Ranges: bytes\r\n";
 }
 
 response_head& response_head::content_length(std::uint64_t length) {
@@ -191,6 +211,12 @@ std::string access_log_line(std::string_view client, std::time_t when,
                             std::string_view request_line, int status) {
   std::string line;
   line.reserve(64 + request_line.size());
+  append_access_log_line(line, client, when, request_line, status);
+  return line;
+}
+
+void append_access_log_line(std::string& line, std::string_view client, std::time_t when,
+                            std::string_view request_line, int status) {
   line += client;
   line += " - - [";
   line += log_date_time(when);
@@ -199,7 +225,6 @@ std::string access_log_line(std::string_view client, std::time_t when,
   line += "\" ";
   append_number(line, static_cast<std::uint64_t>(status));
   line += " -\n";
-  return line;
 }
 
 std::string error_log_line(std::string_view client, std::time_t when, int status,

@@ -26,6 +26,8 @@ class response_head {
   response_head(std::string& out, int status);
   response_head& field(std::string_view name, std::string_view value);
   response_head& content_length(std::uint64_t length);
+  /// Fields already formatted ("Name: value\r\n" each), e.g. file_fields().
+  response_head& raw(std::string_view fields);
   /// Adds the Connection field when it is not the protocol's default (close
   /// for an HTTP/1.1 client, keep-alive for an HTTP/1.0 one), and the blank line.
   void finish(bool keep_alive, bool http10_client);
@@ -35,6 +37,12 @@ class response_head {
  private:
   std::string& out_;
 };
+
+/// The fields of a file's 200/206, in this order: Content-Type,
+/// Content-Length, Last-Modified, ETag, Accept-Ranges. The small-file cache
+/// keeps them formatted; other answers format them per response.
+void append_file_fields(std::string& out, std::string_view mime, std::uint64_t length,
+                        std::string_view last_modified, std::string_view etag);
 
 /// Python's http.server error page, shortened: code, reason, message
 /// (HTML-escaped) and explanation. Content-Type text/html;charset=utf-8.
@@ -51,6 +59,9 @@ void append_url_quoted(std::string& out, std::string_view text);
 /// Control characters in the request line are written as \xNN, as Python
 /// does, so a client cannot forge log lines. Ends with '\n'.
 std::string access_log_line(std::string_view client, std::time_t when,
+                            std::string_view request_line, int status);
+/// The same, appended to `out` (a buffer reused for every line).
+void append_access_log_line(std::string& out, std::string_view client, std::time_t when,
                             std::string_view request_line, int status);
 /// Python's log_error line for an error answer:
 ///   127.0.0.1 - - [24/Nov/2026 06:10:00] code 404, message File not found

@@ -57,6 +57,7 @@ std::optional<session::clock::time_point> session::read_deadline() const noexcep
 
 void session::on_received(std::size_t n) {
   in_end_ += n;
+  if (context_.cache) context_.cache->begin_batch();
   pump();
 }
 
@@ -182,8 +183,11 @@ void session::pump() {
 }
 
 void session::log_request(std::string_view request_line, int status) {
-  if (context_.log)
-    context_.log(access_log_line(client_, std::time(nullptr), request_line, status));
+  if (context_.log) {
+    log_line_.clear();
+    append_access_log_line(log_line_, client_, std::time(nullptr), request_line, status);
+    context_.log(log_line_);
+  }
 }
 
 void session::send_error(int status, std::string_view message, std::string_view request_line,
@@ -215,6 +219,7 @@ void session::handle(const request& req) {
                false, false, http10);
     return;
   }
+  if (context_.cache && serve_from_cache(req)) return;
   resolved_path resolved = context_.root->resolve(req.path, req.query);
   switch (resolved.what) {
     case resolved_path::kind::not_found:
@@ -253,21 +258,71 @@ void session::handle(const request& req) {
       out_weight_ += out.size() - before;
       break;
     }
-    case resolved_path::kind::file:
-      serve_file(req, resolved);
+    case resolved_path::kind::file: {
+      const std::string_view mime = guess_mime_type(resolved.relative);
+      file_source source;
+      const file_cache::entry* e =
+          context_.cache
+              ? context_.cache->load(resolved.relative, resolved.fd.get(), resolved.st, mime)
+              : nullptr;
+      std::string etag;
+      std::string last_modified;
+      if (e) {
+        source.st = &e->st;
+        source.etag = e->etag;
+        source.last_modified = e->last_modified;
+        source.cached = &e->body;
+        source.fields = e->fields;
+      } else {
+        etag = make_etag(resolved.st);
+        last_modified = format_http_date(resolved.st.st_mtim.tv_sec);
+        source.st = &resolved.st;
+        source.etag = etag;
+        source.last_modified = last_modified;
+        source.fd = &resolved.fd;
+      }
+      source.mime = mime;
+      serve_file(req, source);
       return;
+    }
   }
   ++responses_;
   if (!req.keep_alive) closing_ = true;
 }
 
-void session::serve_file(const request& req, resolved_path& file) {
+bool session::serve_from_cache(const request& req) {
+  // A trailing '/' names a directory (or a file that is "not found"): those
+  // are not cached, resolve() answers them.
+  if (req.path.empty() || req.path.back() == '/') return false;
+  // Most paths have no escapes: no decoded copy for them.
+  std::string decoded;
+  std::string_view path = req.path;
+  if (path.find('%') != std::string_view::npos) {
+    decoded = percent_decode(path);
+    path = decoded;
+  }
+  std::string relative;
+  if (!normalize_path(path, relative) || relative.empty()) return false;
+  const file_cache::entry* e = context_.cache->find(context_.root->fd(), relative);
+  if (!e) return false;
+  file_source source;
+  source.st = &e->st;
+  source.etag = e->etag;
+  source.last_modified = e->last_modified;
+  source.mime = e->mime;
+  source.cached = &e->body;
+  source.fields = e->fields;
+  serve_file(req, source);
+  return true;
+}
+
+void session::serve_file(const request& req, const file_source& file) {
   const bool head_only = req.method == "HEAD";
   const bool http10 = req.version_minor == 0;
-  const auto size = static_cast<std::uint64_t>(file.st.st_size);
-  const std::time_t mtime = file.st.st_mtim.tv_sec;
-  const std::string etag = make_etag(file.st);
-  const std::string last_modified = format_http_date(mtime);
+  const auto size = static_cast<std::uint64_t>(file.st->st_size);
+  const std::time_t mtime = file.st->st_mtim.tv_sec;
+  const std::string_view etag = file.etag;
+  const std::string_view last_modified = file.last_modified;
 
   // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
   bool not_modified = false;
@@ -305,22 +360,24 @@ void session::serve_file(const request& req, resolved_path& file) {
   std::string& out = output_buffer();
   const std::size_t before = out.size();
   response_head head(out, status);
-  head.field("Content-Type", guess_mime_type(file.relative));
-  head.content_length(count);
-  head.field("Last-Modified", last_modified);
-  head.field("ETag", etag);
-  head.field("Accept-Ranges", "bytes");
+  if (!partial && !file.fields.empty()) {
+    head.raw(file.fields);
+  } else {
+    append_file_fields(out, file.mime, count, last_modified, etag);
+  }
   if (partial) head.field("Content-Range", content_range(first, range.range.last, size));
   head.finish(req.keep_alive, http10);
 
-  if (!head_only && count > 0 && count <= context_.config.inline_file_max) {
+  if (!head_only && count > 0 && file.cached) {
+    out.append(*file.cached, static_cast<std::size_t>(first), static_cast<std::size_t>(count));
+  } else if (!head_only && count > 0 && count <= context_.config.inline_file_max) {
     // Small body: one pread into the batch buffer.
     const std::size_t body_at = out.size();
     out.resize(body_at + static_cast<std::size_t>(count));
     std::size_t got = 0;
     while (got < count) {
       const ssize_t n =
-          ::pread(file.fd.get(), out.data() + body_at + got, static_cast<std::size_t>(count) - got,
+          ::pread(file.fd->get(), out.data() + body_at + got, static_cast<std::size_t>(count) - got,
                   static_cast<off_t>(first + got));
       if (n > 0) {
         got += static_cast<std::size_t>(n);
@@ -338,8 +395,8 @@ void session::serve_file(const request& req, resolved_path& file) {
   }
   out_weight_ += out.size() - before;
   log_request(req.request_line, status);
-  if (!head_only && count > context_.config.inline_file_max)
-    queue_file(std::move(file.fd), first, count);
+  if (!head_only && !file.cached && count > context_.config.inline_file_max)
+    queue_file(std::move(*file.fd), first, count);
   ++responses_;
   if (!req.keep_alive) closing_ = true;
 }

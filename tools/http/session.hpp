@@ -38,6 +38,7 @@
 #include <string>
 #include <string_view>
 
+#include "http/file_cache.hpp"
 #include "http/file_resolver.hpp"
 #include "http/request_parser.hpp"
 
@@ -67,6 +68,10 @@ struct server_context {
   const document_root* root = nullptr;
   server_config config;
   log_sink log;  ///< may be empty: no access log
+  /// Small files kept in memory (may be null: none). Not thread-safe, so a
+  /// context with a cache serves the sessions of one thread only (the loop
+  /// transport gives each loop its own copy of the context).
+  file_cache* cache = nullptr;
 };
 
 class session {
@@ -133,7 +138,20 @@ class session {
 
   void pump();
   void handle(const request& req);
-  void serve_file(const request& req, resolved_path& file);
+  // What serve_file() answers from: a file opened just now (`fd`), or a
+  // cache entry (`cached`).
+  struct file_source {
+    const struct ::stat* st = nullptr;
+    std::string_view etag;
+    std::string_view last_modified;
+    std::string_view mime;
+    const std::string* cached = nullptr;  ///< the whole body, when cached
+    std::string_view fields;              ///< a 200's fields, formatted (cached)
+    file_descriptor* fd = nullptr;        ///< otherwise the open file
+  };
+
+  bool serve_from_cache(const request& req);
+  void serve_file(const request& req, const file_source& file);
   void send_error(int status, std::string_view message, std::string_view request_line,
                   bool head_only, bool keep_alive, bool http10, std::string_view extra_fields = {});
   void log_request(std::string_view request_line, int status);
@@ -154,6 +172,7 @@ class session {
   std::deque<chunk> out_;
   std::size_t out_weight_ = 0;  // bytes queued, plus a fixed weight per open file
   std::string spare_;           // a drained buffer kept for its capacity
+  std::string log_line_;        // reused for every access-log line
   clock::time_point ready_since_;
   std::uint64_t responses_ = 0;
 };
