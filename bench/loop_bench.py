@@ -295,7 +295,13 @@ def main():
               "| server | instructions/message | vs raw C |", "|---|---:|---:|"]
         for n, v in ir.items():
             L.append(f"| {n} | {v:,.0f} | {v / ir[raw]:.1f}× |")
-        L.append("")
+        L += ["", "Under callgrind the server runs far slower than the load generator, so the "
+              "next message is usually queued before the server asks for it: a server that "
+              "tries `recv()` first then skips the wait for most messages and the count shows "
+              "little of its wait path. pysock's `sock_*` path reads once per event (a short "
+              "read means an empty queue, see docs/loop.md), as the raw C server does, so "
+              "every message it echoes goes through `epoll_wait`, the dispatcher, a "
+              "suspension and a resumption, here as on a real run.", ""]
     if mem:
         L += [f"Idle memory: VmRSS with no connection and with {a.idle:,} idle connections "
               f"(each echoed one 64-byte message first):", "",

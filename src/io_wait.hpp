@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <climits>
@@ -17,6 +18,17 @@
 #include "pysock/error.hpp"
 
 namespace pysock::detail {
+
+// Counts descriptors released by pysock (socket close, destruction,
+// move-assignment, detach; socket.close(fd)). The event loop keeps a socket
+// registered with epoll between waits and trusts that registration only
+// while this count has not moved since it was made: the number may belong to
+// a new file now, which the kernel never registered (declared in loop.hpp as
+// well; defined in socket.cpp).
+extern std::atomic<std::uint64_t> descriptor_release_epoch;
+inline void note_descriptor_release() noexcept {
+  descriptor_release_epoch.fetch_add(1, std::memory_order_relaxed);
+}
 
 using steady = std::chrono::steady_clock;
 

@@ -237,11 +237,13 @@ struct loop_remote {
   }
 };
 
-std::error_code check_nonblocking(const socket& s, const char* call) {
-  if (s.getblocking() && !s.closed())
-    throw std::invalid_argument(std::string(call) +
-                                ": the socket must be non-blocking (setblocking(false))");
-  return {};
+void throw_blocking_socket(const char* call) {
+  throw std::invalid_argument(std::string(call) +
+                              ": the socket must be non-blocking (setblocking(false))");
+}
+
+void throw_nbytes_too_large(const char* call) {
+  throw std::invalid_argument(std::string(call) + ": nbytes is larger than the buffer");
 }
 
 void throw_operation_error(const std::error_code& ec, const char* call, int fd) {
@@ -1102,22 +1104,9 @@ bool event_loop::connect_op::perform() noexcept {
   return true;
 }
 
-event_loop::recv_into_op event_loop::sock_recv_into(socket& s, mutable_buffer buffer,
-                                                    std::size_t nbytes) {
-  detail::check_nonblocking(s, "sock_recv_into");
-  if (nbytes > buffer.size())
-    throw std::invalid_argument("sock_recv_into: nbytes is larger than the buffer");
-  return recv_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes, {});
-}
-
 event_loop::recv_op event_loop::sock_recv(socket& s, std::size_t n) {
   detail::check_nonblocking(s, "sock_recv");
-  return recv_op(*this, s.fileno(), n, {});
-}
-
-event_loop::sendall_op event_loop::sock_sendall(socket& s, const_buffer data) {
-  detail::check_nonblocking(s, "sock_sendall");
-  return sendall_op(*this, s.fileno(), data, {});
+  return recv_op(*this, s.fileno(), n, s.type() == SOCK_STREAM);
 }
 
 event_loop::sendto_op event_loop::sock_sendto(socket& s, const_buffer data, const address& addr) {
@@ -1132,21 +1121,19 @@ event_loop::sendto_op event_loop::sock_sendto(socket& s, const_buffer data, cons
 
 event_loop::recvfrom_op event_loop::sock_recvfrom(socket& s, std::size_t n) {
   detail::check_nonblocking(s, "sock_recvfrom");
-  return recvfrom_op(*this, s.fileno(), n, {});
+  return recvfrom_op(*this, s.fileno(), n);
 }
 
 event_loop::recvfrom_into_op event_loop::sock_recvfrom_into(socket& s, mutable_buffer buffer,
                                                             std::size_t nbytes) {
   detail::check_nonblocking(s, "sock_recvfrom_into");
-  if (nbytes > buffer.size())
-    throw std::invalid_argument("sock_recvfrom_into: nbytes is larger than the buffer");
-  return recvfrom_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes,
-                          {});
+  if (nbytes > buffer.size()) detail::throw_nbytes_too_large("sock_recvfrom_into");
+  return recvfrom_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes);
 }
 
 event_loop::accept_op event_loop::sock_accept(socket& listener) {
   detail::check_nonblocking(listener, "sock_accept");
-  return accept_op(*this, listener, {});
+  return accept_op(*this, listener);
 }
 
 task<void> event_loop::sock_connect(socket& s, address addr) {

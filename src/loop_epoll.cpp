@@ -3,15 +3,21 @@
 // The epoll reactor: the per-descriptor table of waits, registration with
 // the kernel, epoll_wait and the dispatch of events to the waiting operations.
 //
-// Cost model (per echoed message on a connection the loop does not own):
-//   recv() → EAGAIN → one epoll_ctl(MOD) re-arming a one-shot registration →
-//   epoll_wait → the dispatcher's switch → recv() → resume.
-// Descriptors the loop owns (streams) are registered once, edge-triggered for
-// both directions, and need no epoll_ctl per wait at all. One-shot is the
-// price of correctness for the sock_* calls: the application may close a
-// socket and get the same number back for a new one without telling the
-// loop, and a cached registration would then wait forever. A one-shot MOD
-// that finds nothing (ENOENT) simply re-adds it.
+// Cost model (per echoed message on a socket the loop does not own, sock_*):
+//   the first wait registers the socket once, edge-triggered for both
+//   directions (EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET), and the registration
+//   stays between waits: recv() → a short read marks the queue empty → the
+//   next sock_recv_into waits without a system call → epoll_wait → the
+//   dispatcher's switch → recv() → resume. Streams (descriptors the loop
+//   owns) are registered the same way by attach().
+// The loop does not own a sock_* socket: the application may close it and get
+// the same number back for a new socket, whose file the kernel never
+// registered. pysock counts every socket it closes or detaches
+// (descriptor_release_epoch); a registration made before the count last moved
+// is made again (MOD, or ADD when the kernel says ENOENT) at the next wait, so
+// the cost of that safety is one epoll_ctl per wait only while sockets are
+// being closed. Cancelling a wait removes the registration (EPOLL_CTL_DEL)
+// when no other wait is left on the socket.
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -114,6 +120,37 @@ void event_loop::update_registration(int fd, detail::fd_entry& e) {
   e.registered = flags;
 }
 
+// The sock_* registration of a socket the loop does not own: made once,
+// edge-triggered for both directions, kept between waits; made again when
+// pysock has released a descriptor since (the number may name a new file).
+void event_loop::register_edge(int fd, detail::fd_entry& e) {
+  const std::uint64_t epoch = detail::descriptor_release_epoch.load(std::memory_order_relaxed);
+  if (e.edge && e.epoch == epoch) return;
+  constexpr std::uint32_t flags = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  int err = 0;
+  if (e.in_epoll) {
+    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
+    if (err == ENOENT) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
+  } else {
+    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
+    if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
+  }
+  if (err != 0) {
+    e.in_epoll = false;
+    e.armed = false;
+    e.edge = false;
+    throw std::system_error(err, std::system_category());
+  }
+  e.in_epoll = true;
+  e.armed = true;
+  e.persistent = false;
+  e.registered = flags;
+  e.edge = true;
+  e.epoch = epoch;
+  e.maybe_readable = true;  // nothing known: the next receive tries the call
+  e.hung_up = false;
+}
+
 bool event_loop::start_wait(detail::io_op* op) {
   if (op->fd < 0) {
     op->ec = std::make_error_code(std::errc::bad_file_descriptor);
@@ -137,7 +174,19 @@ bool event_loop::start_wait(detail::io_op* op) {
     } else
 #endif
         if (!e.attached) {
-      update_registration(op->fd, e);
+      detail::io_op* other = op->write ? e.reader : e.writer;
+      if (!detail::is_callback(op) && !detail::is_callback(other)) {
+        register_edge(op->fd, e);
+      } else {
+        // Sharing the descriptor with add_reader/add_writer: level-triggered
+        // for the callback, one-shot for the coroutine.
+        if (e.edge) {
+          e.edge = false;
+          e.armed = false;
+          e.maybe_readable = true;
+        }
+        update_registration(op->fd, e);
+      }
     }
   } catch (const std::system_error& x) {
     slot = nullptr;
@@ -149,7 +198,9 @@ bool event_loop::start_wait(detail::io_op* op) {
   return true;
 }
 
-void event_loop::end_wait(detail::io_op* op) noexcept {
+// `withdraw`: the wait is cancelled or its frame dies, rather than finished;
+// an edge registration with no wait left then leaves the kernel too.
+void event_loop::end_wait(detail::io_op* op, bool withdraw) noexcept {
   if (!op->waiting) return;
   op->waiting = false;
   detail::fd_entry& e = fds_[static_cast<std::size_t>(op->fd)];
@@ -162,7 +213,18 @@ void event_loop::end_wait(detail::io_op* op) noexcept {
     if (op->in_ring) ring_abandon(op);
   } else
 #endif
-      if (!e.attached) {
+      if (e.edge) {
+    if (withdraw && e.reader == nullptr && e.writer == nullptr) {
+      // EBADF/ENOENT: closed under the wait; the kernel forgot it already.
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, op->fd, nullptr);
+      e.in_epoll = false;
+      e.armed = false;
+      e.edge = false;
+      e.maybe_readable = true;
+      e.hung_up = false;
+      e.registered = 0;
+    }
+  } else if (!e.attached) {
     try {
       update_registration(op->fd, e);
     } catch (const std::system_error&) {
@@ -173,9 +235,19 @@ void event_loop::end_wait(detail::io_op* op) noexcept {
   if (!detail::is_active(e)) --active_fds_;
 }
 
-void event_loop::abandon_io(detail::io_op* op) noexcept { end_wait(op); }
+void event_loop::abandon_io(detail::io_op* op) noexcept { end_wait(op, true); }
 
-bool event_loop::suspend_io(detail::io_op* op, std::coroutine_handle<> h) {
+bool event_loop::epoll_cancel(detail::cancel_slot* slot) noexcept {
+  auto* self = static_cast<detail::io_op*>(slot);
+  if (self->cancelled) return true;
+  if (!self->waiting) return false;  // completed: its result must reach the task
+  self->loop->end_wait(self, true);
+  self->cancelled = true;
+  self->loop->schedule(self->handle, self->owner);
+  return true;
+}
+
+bool event_loop::suspend_io_slow(detail::io_op* op, std::coroutine_handle<> h) {
   op->handle = h;
   op->owner = current_;
 #ifdef PYSOCK_HAVE_IO_URING
@@ -183,15 +255,7 @@ bool event_loop::suspend_io(detail::io_op* op, std::coroutine_handle<> h) {
     op->cancel_fn = &event_loop::ring_cancel;
   } else
 #endif
-    op->cancel_fn = [](detail::cancel_slot* s) noexcept {
-      auto* self = static_cast<detail::io_op*>(s);
-      if (self->cancelled) return true;
-      if (!self->waiting) return false;  // completed: its result must reach the task
-      self->loop->end_wait(self);
-      self->cancelled = true;
-      self->loop->schedule(self->handle, self->owner);
-      return true;
-    };
+    op->cancel_fn = &event_loop::epoll_cancel;
   if (op->owner != nullptr && op->owner->must_cancel) {
     op->owner->must_cancel = false;
     op->cancelled = true;
@@ -282,13 +346,43 @@ void event_loop::dispatch(int fd, std::uint32_t events) {
   if (index >= fds_.size()) return;
   {
     detail::fd_entry& e = fds_[index];
-    if (!e.attached && !e.persistent) e.armed = false;  // a one-shot registration fired
+    if (e.edge) {
+      if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0) e.maybe_readable = true;
+      if ((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0) e.hung_up = true;
+    } else if (!e.attached && !e.persistent) {
+      e.armed = false;  // a one-shot registration fired
+    }
   }
   // EPOLLERR/EPOLLHUP wake both sides: the system call then reports the error.
   constexpr std::uint32_t read_events = EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP;
   constexpr std::uint32_t write_events = EPOLLOUT | EPOLLERR | EPOLLHUP;
   // The slots are read again after each completion: a resumed coroutine may
   // have started a new wait, closed the descriptor or grown the table.
+  if (fds_[index].edge) {
+    // sock_* on an edge registration: the hot path of a server. A finished
+    // wait leaves its slot; the registration stays for the next one.
+    if ((events & read_events) != 0) {
+      detail::fd_entry& e = fds_[index];
+      if (detail::io_op* op = e.reader; op != nullptr && perform_op(op)) {
+        op->waiting = false;
+        e.reader = nullptr;
+        if (e.writer == nullptr) --active_fds_;
+        op->handle.resume();
+      }
+    }
+    if ((events & write_events) != 0 && index < fds_.size() && fds_[index].edge) {
+      detail::fd_entry& e = fds_[index];
+      if (detail::io_op* op = e.writer; op != nullptr && perform_op(op)) {
+        op->waiting = false;
+        e.writer = nullptr;
+        if (e.reader == nullptr) --active_fds_;
+        op->handle.resume();
+      }
+      return;
+    }
+    if ((events & write_events) == 0 || index >= fds_.size()) return;
+    events &= ~read_events;  // the entry changed mode under the reader: the rest as usual
+  }
   if ((events & read_events) != 0) {
     if (detail::io_op* op = fds_[index].reader; op != nullptr && run_op(op)) {
       if (op->handle) op->handle.resume();
@@ -371,6 +465,8 @@ void event_loop::attach(int fd) {
   e.in_epoll = true;
   e.armed = true;
   e.persistent = false;
+  e.edge = false;  // a sock_* registration kept from before is the stream's now
+  e.maybe_readable = true;
   e.registered = flags;
   ++active_fds_;
 }

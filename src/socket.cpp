@@ -20,6 +20,9 @@
 #include "io_wait.hpp"
 
 namespace pysock {
+
+std::atomic<std::uint64_t> detail::descriptor_release_epoch{0};
+
 namespace {
 
 using detail::bad_descriptor;
@@ -111,7 +114,10 @@ socket::socket(socket&& other) noexcept
 
 socket& socket::operator=(socket&& other) noexcept {
   if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
+    if (fd_ >= 0) {
+      detail::note_descriptor_release();  // before the number can be reused
+      ::close(fd_);
+    }
     fd_ = std::exchange(other.fd_, -1);
     family_ = other.family_;
     type_ = other.type_;
@@ -122,12 +128,16 @@ socket& socket::operator=(socket&& other) noexcept {
 }
 
 socket::~socket() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) {
+    detail::note_descriptor_release();  // before the number can be reused
+    ::close(fd_);
+  }
 }
 
 void socket::close() {
   if (fd_ < 0) return;
   const int fd = std::exchange(fd_, -1);
+  detail::note_descriptor_release();
   // Never retried: on Linux the descriptor is gone even when close() reports
   // EINTR, and a retry could close a descriptor another thread just opened.
   // ECONNRESET only says the peer had reset; the descriptor is released.
@@ -135,7 +145,10 @@ void socket::close() {
     throw_os_error(last_error(), "close()");
 }
 
-int socket::detach() noexcept { return std::exchange(fd_, -1); }
+int socket::detach() noexcept {
+  if (fd_ >= 0) detail::note_descriptor_release();  // the caller may close it behind our back
+  return std::exchange(fd_, -1);
+}
 
 socket socket::dup() const {
   if (fd_ < 0) throw_os_error(bad_descriptor(), "dup()");

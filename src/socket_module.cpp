@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <stdexcept>
 
+#include "io_wait.hpp"
 #include "pysock/resolver.hpp"
 #include "pysock/socket.hpp"
 
@@ -164,6 +165,7 @@ void close(int fd) {
   if (fd < 0)
     throw_os_error(std::make_error_code(std::errc::bad_file_descriptor),
                    "close(" + std::to_string(fd) + ")");
+  detail::note_descriptor_release();
   if (::close(fd) != 0 && errno != ECONNRESET && errno != EINTR) {
     const std::error_code ec = last_error();  // before the message allocates
     throw_os_error(ec, "close(" + std::to_string(fd) + ")");

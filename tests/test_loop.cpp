@@ -580,6 +580,108 @@ TEST_P(loop_io, a_descriptor_number_reused_after_close_is_waited_on_correctly) {
   run_bounded(l, body(), 10s);
 }
 
+// The epoll flags of `fd` in the loop's interest list (0 if absent).
+std::uint32_t watched_events(int epfd, int fd) {
+  std::ifstream in("/proc/self/fdinfo/" + std::to_string(epfd));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("tfd:", 0) != 0) continue;
+    std::istringstream fields(line.substr(4));
+    int tfd = -1;
+    std::string key;
+    std::string value;
+    fields >> tfd >> key >> value;  // "tfd: 7 events: 80002019 data: ..."
+    if (tfd == fd && key == "events:")
+      return static_cast<std::uint32_t>(std::stoul(value, nullptr, 16));
+  }
+  return 0;
+}
+
+TEST_P(loop_io, a_finished_wait_keeps_the_socket_registered_edge_triggered_until_it_is_closed) {
+  auto& l = loop();
+  if (l.backend() != pysock::loop_backend::epoll)
+    GTEST_SKIP() << "io_uring keeps no registration between requests";
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  const int fd = b.fileno();
+  auto body = [&]() -> task<void> {
+    l.call_later(2ms, [&a] { a.send("one"); });
+    EXPECT_EQ(co_await l.sock_recv(b, 10), "one");
+    // Nothing waits any more, but the kernel keeps the registration for the
+    // next wait: both directions, edge-triggered.
+    EXPECT_EQ(l.active_descriptor_count(), 0u);
+    const std::uint32_t events = watched_events(l.backend_fileno(), fd);
+    EXPECT_NE(events & EPOLLET, 0u) << std::hex << events;
+    EXPECT_NE(events & EPOLLIN, 0u) << std::hex << events;
+    EXPECT_NE(events & EPOLLOUT, 0u) << std::hex << events;
+    l.call_later(2ms, [&a] { a.send("two"); });
+    EXPECT_EQ(co_await l.sock_recv(b, 10), "two");
+  };
+  run_bounded(l, body());
+  b.close();
+  EXPECT_FALSE(kernel_waits_on(l, fd)) << "the kernel forgets a closed socket by itself";
+}
+
+TEST_P(loop_io, a_short_read_waits_for_the_next_bytes_and_a_full_read_takes_what_is_left) {
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  auto& l = loop();
+  auto body = [&]() -> task<std::string> {
+    std::string got;
+    char small[4];
+    a.sendall("0123456789");
+    // A full buffer says nothing about the queue: the next call reads again
+    // at once (4 + 4 + 2 bytes, the last one short).
+    for (int i = 0; i < 3; ++i) {
+      const std::size_t n =
+          co_await l.sock_recv_into(b, pysock::mutable_buffer(small, sizeof small));
+      got.append(small, n);
+    }
+    EXPECT_EQ(got, "0123456789");
+    // After the short read the loop waits without trying: bytes that come
+    // later must still wake it, however many times.
+    for (const char* part : {"ab", "cd", "ef"}) {
+      const std::string text = part;
+      l.call_later(2ms, [&a, text] { a.send(text); });
+      char buf[64];
+      const std::size_t n = co_await l.sock_recv_into(b, pysock::mutable_buffer(buf, sizeof buf));
+      got.append(buf, n);
+    }
+    // Bytes that arrived while no one waited are there at the next call.
+    a.send("gh");
+    co_await pysock::sleep(2ms);
+    char buf[64];
+    const std::size_t n = co_await l.sock_recv_into(b, pysock::mutable_buffer(buf, sizeof buf));
+    got.append(buf, n);
+    co_return got;
+  };
+  EXPECT_EQ(run_bounded(l, body()), "0123456789abcdefgh");
+}
+
+TEST_P(loop_io, a_detached_descriptor_closed_behind_the_loops_back_is_not_trusted_again) {
+  auto& l = loop();
+  auto body = [&]() -> task<void> {
+    // `a` stays open to the end: the only release pysock sees is detach().
+    auto ab_pair = nonblocking_pair();
+    auto& a = ab_pair.first;
+    auto& b = ab_pair.second;
+    l.call_later(2ms, [&a] { a.send("one"); });
+    EXPECT_EQ(co_await l.sock_recv(b, 10), "one");  // registered, kept
+    const int first_fd = b.detach();
+    ::close(first_fd);  // a raw close pysock never sees
+    auto cd_pair = nonblocking_pair();
+    pysock::socket& target = cd_pair.second.fileno() == first_fd ? cd_pair.second : cd_pair.first;
+    pysock::socket& other = cd_pair.second.fileno() == first_fd ? cd_pair.first : cd_pair.second;
+    EXPECT_EQ(target.fileno(), first_fd)
+        << "the kernel did not reuse the number; the test proves less";
+    l.call_later(5ms, [&other] { other.send("two"); });
+    EXPECT_EQ(co_await l.sock_recv(target, 10), "two");
+  };
+  run_bounded(l, body(), 10s);
+}
+
 TEST_P(loop_io, a_blocking_socket_is_refused) {
   auto ab_pair = pysock::socketpair();
   auto& a = ab_pair.first;

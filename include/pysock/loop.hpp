@@ -76,6 +76,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <concepts>
@@ -185,15 +186,22 @@ struct io_op : cancel_slot {
   std::error_code ec;
 
   explicit io_op(op_kind k, bool w) noexcept : kind(k), write(w) {}
+  // `category` is std::system_category(), cached by the loop: the hot path
+  // makes no call into libstdc++ to construct a cleared error_code.
+  io_op(op_kind k, bool w, const std::error_category& category) noexcept
+      : kind(k), write(w), ec(0, category) {}
   io_op(const io_op&) = delete;
   io_op& operator=(const io_op&) = delete;
 };
 
 // One descriptor's waits. `attached` descriptors (streams) are registered once
-// edge-triggered for both directions and stay so until detached; the others
-// (the sock_* calls on sockets the loop does not own) are armed one-shot per
-// wait, which stays correct when the application closes a descriptor and the
-// kernel reuses its number behind the loop's back.
+// edge-triggered for both directions and stay so until detached. The sock_*
+// calls on sockets the loop does not own use the same `edge` registration,
+// made at the first wait and kept between waits, but trusted only while
+// descriptor_release_epoch has not moved since it was made (pysock closed no
+// socket meanwhile, so the number still names the same file); otherwise it is
+// made again. add_reader()/add_writer() are level-triggered (`persistent`);
+// a sock_* wait sharing a descriptor with one is armed one-shot per wait.
 struct fd_entry {
   io_op* reader = nullptr;
   io_op* writer = nullptr;
@@ -202,7 +210,20 @@ struct fd_entry {
   bool armed = false;            // a one-shot registration has not fired yet
   bool attached = false;
   bool persistent = false;  // level-triggered (add_reader/add_writer)
+  bool edge = false;        // sock_*: edge-triggered, kept between waits
+  // edge: data may be queued (an event came, or nothing is known); false after
+  // a short read of a stream socket, until the next EPOLLIN edge.
+  bool maybe_readable = true;
+  // edge: the peer has shut down or the socket has an error. A short read
+  // then no longer means an empty queue (the EOF behind the data raises no
+  // new edge), so every receive makes the call.
+  bool hung_up = false;
+  std::uint64_t epoch = 0;  // descriptor_release_epoch when `edge` was registered
 };
+
+// How many descriptors pysock has released (closed, detached); defined in
+// socket.cpp, bumped by every socket close. See fd_entry.
+extern std::atomic<std::uint64_t> descriptor_release_epoch;
 
 struct ready_item {
   std::coroutine_handle<> handle;
@@ -258,7 +279,13 @@ void stream_flush_done(io_op* op) noexcept;
 
 // Hot-path system calls shared by the operations; retry EINTR (PEP 475).
 inline bool would_block(int err) noexcept { return err == EAGAIN || err == EWOULDBLOCK; }
-std::error_code check_nonblocking(const socket& s, const char* call);
+[[noreturn]] void throw_blocking_socket(const char* call);
+[[noreturn]] void throw_nbytes_too_large(const char* call);
+// Python raises ValueError for a blocking socket in loop.sock_*().
+inline void check_nonblocking(const socket& s, const char* call) {
+  if (s.getblocking() && !s.closed()) [[unlikely]]
+    throw_blocking_socket(call);
+}
 [[noreturn]] void throw_operation_error(const std::error_code& ec, const char* call, int fd);
 
 }  // namespace detail
@@ -432,10 +459,51 @@ class event_loop {
   /// Registers a wait (after the first attempt said EAGAIN). False when the
   /// coroutine must not suspend: a pending cancellation (op->cancelled) or a
   /// registration error (op->ec).
-  bool suspend_io(detail::io_op* op, std::coroutine_handle<> h);
+  bool suspend_io(detail::io_op* op, std::coroutine_handle<> h) {
+    // The hot path, inline: epoll, a sock_* socket whose edge registration
+    // is still valid, no cancellation pending — the wait is two stores.
+    op->handle = h;
+    detail::task_state_base* owner = current_;
+    op->owner = owner;
+    const auto i = static_cast<std::size_t>(op->fd);  // -1 is out of range
+    if (ring_ == nullptr && i < fds_.size() && (owner == nullptr || !owner->must_cancel)) {
+      detail::fd_entry& e = fds_[i];
+      detail::io_op*& slot = op->write ? e.writer : e.reader;
+      if (e.edge && slot == nullptr &&
+          e.epoch == detail::descriptor_release_epoch.load(std::memory_order_relaxed)) {
+        op->cancel_fn = &event_loop::epoll_cancel;
+        if ((op->write ? e.reader : e.writer) == nullptr) ++active_fds_;
+        slot = op;
+        op->waiting = true;
+        if (owner != nullptr) owner->leaf = op;
+        return true;
+      }
+    }
+    return suspend_io_slow(op, h);
+  }
+  /// std::system_category(), looked up once per loop (see detail::io_op).
+  const std::error_category& system_category() const noexcept { return *system_category_; }
   /// True on io_uring: receives and sends go to the kernel as requests at
   /// once instead of trying the system call first.
   bool submits_receives() const noexcept { return ring_ != nullptr; }
+  /// epoll: a stream socket whose last read came back short and that has had
+  /// no EPOLLIN edge since, so a receive would say EAGAIN; the awaiter then
+  /// waits at once, without the system call (raw epoll code reads once per
+  /// event in the same way).
+  bool read_drained(int fd) const noexcept {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i >= fds_.size()) return false;
+    const detail::fd_entry& e = fds_[i];
+    return e.edge && !e.maybe_readable &&
+           e.epoch == detail::descriptor_release_epoch.load(std::memory_order_relaxed);
+  }
+  /// A read of a stream socket returned less than asked: the receive queue
+  /// was empty at that moment, and the edge-triggered registration reports
+  /// whatever arrives after it.
+  void note_short_read(int fd) noexcept {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i < fds_.size() && fds_[i].edge && !fds_[i].hung_up) fds_[i].maybe_readable = false;
+  }
   /// Called first in every awaiter's await_resume: the task is running again.
   void resumed(detail::task_state_base* owner, detail::cancel_slot* slot) noexcept {
     current_ = owner;
@@ -475,8 +543,11 @@ class event_loop {
   void start_task(detail::task_state_base* state);
   void register_task(detail::task_state_base* state);
   bool start_wait(detail::io_op* op);
+  bool suspend_io_slow(detail::io_op* op, std::coroutine_handle<> h);
+  static bool epoll_cancel(detail::cancel_slot* slot) noexcept;
   void update_registration(int fd, detail::fd_entry& entry);
-  void end_wait(detail::io_op* op) noexcept;
+  void register_edge(int fd, detail::fd_entry& entry);
+  void end_wait(detail::io_op* op, bool withdraw = false) noexcept;
   detail::fd_entry& entry(int fd);
   void attach(int fd);
   void detach(int fd) noexcept;
@@ -510,6 +581,7 @@ class event_loop {
   static constexpr std::uint64_t signal_tag = ~std::uint64_t{0} - 1;
 
   loop_backend backend_ = loop_backend::epoll;
+  const std::error_category* system_category_ = &std::system_category();
   bool running_ = false;
   bool stopping_ = false;
   detail::task_state_base* current_ = nullptr;
@@ -559,7 +631,8 @@ namespace detail {
 template <class Derived>
 class io_awaiter : public io_op {
  public:
-  io_awaiter(event_loop& l, op_kind k, bool w, int descriptor) noexcept : io_op(k, w) {
+  io_awaiter(event_loop& l, op_kind k, bool w, int descriptor) noexcept
+      : io_op(k, w, l.system_category()) {
     loop = &l;
     fd = descriptor;
   }
@@ -567,16 +640,27 @@ class io_awaiter : public io_op {
     if (waiting) loop->abandon_io(this);
   }
   bool await_ready() noexcept {
-    if (ec) return true;  // a precondition failed at creation: report it at once
+    if constexpr (Derived::has_precheck) {
+      if (ec) return true;  // a precondition failed at creation: report it at once
+    }
     // io_uring: receives and sends go to the kernel as requests straight
     // away (batched into the loop's next io_uring_enter); everything else
     // tries the system call first.
     if constexpr (Derived::submitted_directly) {
       if (loop->submits_receives()) return false;
     }
+    if constexpr (Derived::stream_read) {
+      if (static_cast<Derived*>(this)->stream_ && loop->read_drained(fd)) return false;
+    }
     return static_cast<Derived*>(this)->perform();
   }
   bool await_suspend(std::coroutine_handle<> h) { return loop->suspend_io(this, h); }
+
+  // Defaults the operations override: an error found before the first
+  // attempt (ec set at creation); a receive on a stream socket that may skip
+  // the attempt when the loop knows the queue is empty (read_drained).
+  static constexpr bool has_precheck = false;
+  static constexpr bool stream_read = false;
 
  protected:
   // Common head of await_resume(): back on the loop's task, then errors.
@@ -609,20 +693,27 @@ class event_loop::recv_into_op : public detail::io_awaiter<recv_into_op> {
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = true;
+  static constexpr bool stream_read = true;
   recv_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size,
-               std::error_code precheck) noexcept
-      : io_awaiter(l, detail::op_kind::recv_into, false, descriptor), data_(data), size_(size) {
-    ec = precheck;
-  }
+               bool stream) noexcept
+      : io_awaiter(l, detail::op_kind::recv_into, false, descriptor),
+        stream_(stream),
+        data_(data),
+        size_(size) {}
   bool perform() noexcept {
     const ssize_t n = retry([&] { return ::recv(fd, data_, size_, 0); });
-    if (n >= 0) result_ = static_cast<std::size_t>(n);
+    if (n >= 0) {
+      result_ = static_cast<std::size_t>(n);
+      if (stream_ && n > 0 && result_ < size_) loop->note_short_read(fd);
+    }
     return finish(n);
   }
   std::size_t await_resume() {
     check("sock_recv_into");
     return result_;
   }
+
+  bool stream_;  // SOCK_STREAM: a short read means the queue was empty
 
  private:
   std::byte* data_;
@@ -634,20 +725,25 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = true;
-  recv_op(event_loop& l, int descriptor, std::size_t n, std::error_code precheck)
-      : io_awaiter(l, detail::op_kind::recv, false, descriptor), data_(precheck ? 0 : n, '\0') {
-    ec = precheck;
-  }
+  static constexpr bool stream_read = true;
+  recv_op(event_loop& l, int descriptor, std::size_t n, bool stream)
+      : io_awaiter(l, detail::op_kind::recv, false, descriptor), stream_(stream), data_(n, '\0') {}
   bool perform() noexcept {
     if (data_.empty()) return true;  // Python: recv(0) is b'' without a system call
-    const ssize_t n = retry([&] { return ::recv(fd, data_.data(), data_.size(), 0); });
-    if (n >= 0) data_.resize(static_cast<std::size_t>(n));
+    const std::size_t want = data_.size();
+    const ssize_t n = retry([&] { return ::recv(fd, data_.data(), want, 0); });
+    if (n >= 0) {
+      data_.resize(static_cast<std::size_t>(n));
+      if (stream_ && n > 0 && static_cast<std::size_t>(n) < want) loop->note_short_read(fd);
+    }
     return finish(n);
   }
   bytes await_resume() {
     check("sock_recv");
     return std::move(data_);
   }
+
+  bool stream_;  // SOCK_STREAM: a short read means the queue was empty
 
  private:
   bytes data_;
@@ -657,10 +753,8 @@ class event_loop::sendall_op : public detail::io_awaiter<sendall_op> {
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = true;
-  sendall_op(event_loop& l, int descriptor, const_buffer data, std::error_code precheck) noexcept
-      : io_awaiter(l, detail::op_kind::sendall, true, descriptor), data_(data) {
-    ec = precheck;
-  }
+  sendall_op(event_loop& l, int descriptor, const_buffer data) noexcept
+      : io_awaiter(l, detail::op_kind::sendall, true, descriptor), data_(data) {}
   bool perform() noexcept {
     while (sent_ < data_.size()) {
       const ssize_t n = retry(
@@ -681,6 +775,7 @@ class event_loop::sendto_op : public detail::io_awaiter<sendto_op> {
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = false;
+  static constexpr bool has_precheck = true;
   sendto_op(event_loop& l, int descriptor, const_buffer data, const sockaddr_buffer& to,
             std::error_code precheck) noexcept
       : io_awaiter(l, detail::op_kind::sendto, true, descriptor), data_(data), to_(to) {
@@ -708,11 +803,10 @@ class event_loop::recvfrom_into_op : public detail::io_awaiter<recvfrom_into_op>
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = false;
-  recvfrom_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size,
-                   std::error_code precheck) noexcept
-      : io_awaiter(l, detail::op_kind::recvfrom_into, false, descriptor), data_(data), size_(size) {
-    ec = precheck;
-  }
+  recvfrom_into_op(event_loop& l, int descriptor, std::byte* data, std::size_t size) noexcept
+      : io_awaiter(l, detail::op_kind::recvfrom_into, false, descriptor),
+        data_(data),
+        size_(size) {}
   bool perform() noexcept {
     const ssize_t n = retry([&] {
       from_.length = sizeof from_.storage;
@@ -737,10 +831,8 @@ class event_loop::recvfrom_op : public detail::io_awaiter<recvfrom_op> {
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = false;
-  recvfrom_op(event_loop& l, int descriptor, std::size_t n, std::error_code precheck)
-      : io_awaiter(l, detail::op_kind::recvfrom, false, descriptor), data_(precheck ? 0 : n, '\0') {
-    ec = precheck;
-  }
+  recvfrom_op(event_loop& l, int descriptor, std::size_t n)
+      : io_awaiter(l, detail::op_kind::recvfrom, false, descriptor), data_(n, '\0') {}
   bool perform() noexcept {
     const ssize_t n = retry([&] {
       from_.length = sizeof from_.storage;
@@ -763,10 +855,8 @@ class event_loop::accept_op : public detail::io_awaiter<accept_op> {
  public:
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = false;
-  accept_op(event_loop& l, socket& listener, std::error_code precheck) noexcept
-      : io_awaiter(l, detail::op_kind::accept, false, listener.fileno()), listener_(&listener) {
-    ec = precheck;
-  }
+  accept_op(event_loop& l, socket& listener) noexcept
+      : io_awaiter(l, detail::op_kind::accept, false, listener.fileno()), listener_(&listener) {}
   bool perform() noexcept {
     result_ = listener_->accept(ec);
     if (!ec) return true;
@@ -809,6 +899,22 @@ class event_loop::connect_op : public detail::io_awaiter<connect_op> {
   const address* peer_ = nullptr;  // for error messages
   bool started_ = false;
 };
+
+// The per-message calls are defined here, inline: building the awaiter is
+// then a few stores in the caller's frame, not a call.
+inline event_loop::recv_into_op event_loop::sock_recv_into(socket& s, mutable_buffer buffer,
+                                                           std::size_t nbytes) {
+  detail::check_nonblocking(s, "sock_recv_into");
+  if (nbytes > buffer.size()) [[unlikely]]
+    detail::throw_nbytes_too_large("sock_recv_into");
+  return recv_into_op(*this, s.fileno(), buffer.data(), nbytes == 0 ? buffer.size() : nbytes,
+                      s.type() == SOCK_STREAM);
+}
+
+inline event_loop::sendall_op event_loop::sock_sendall(socket& s, const_buffer data) {
+  detail::check_nonblocking(s, "sock_sendall");
+  return sendall_op(*this, s.fileno(), data);
+}
 
 // ---------------------------------------------------------------------------
 // Tasks run by the loop
