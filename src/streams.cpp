@@ -82,6 +82,11 @@ struct stream_transport {
   event drained;       // set when the write buffer falls to the low-water mark
   event closed_event;  // set when the socket is closed
 
+  // TLS (installed by pysock::ssl); null for plain streams. `wire` is its
+  // reused output buffer.
+  std::unique_ptr<stream_codec> codec;
+  std::string wire;
+
   stream_transport(event_loop& l, socket s, const stream_limits& limits)
       : loop(&l),
         sock(std::move(s)),
@@ -131,6 +136,7 @@ struct stream_transport {
         rbuf.resize(std::max(kReadChunk, rbuf.size() * 2));
       }
     }
+    if (codec != nullptr) return codec_fill();
     ssize_t n;
     do n = ::recv(fd, rbuf.data() + rend, rbuf.size() - rend, 0);
     while (n < 0 && errno == EINTR);
@@ -147,8 +153,36 @@ struct stream_transport {
     return true;
   }
 
-  void fail_write(int err) noexcept {
-    write_error.assign(err, std::system_category());
+  bool codec_fill() noexcept {
+    std::size_t n = 0;
+    std::error_code ec;
+    wire.clear();
+    const auto r =
+        codec->receive(fd, mutable_buffer(rbuf.data() + rend, rbuf.size() - rend), n, wire, ec);
+    // Not once closing: a failed send would then close the stream under this
+    // very fill.
+    if (!wire.empty() && !closing && !closed && !write_error) send_wire(wire);
+    switch (r) {
+      case stream_codec::result::data:
+        rend += n;
+        return true;
+      case stream_codec::result::wait:
+        return false;
+      case stream_codec::result::eof:
+        eof = true;
+        return true;
+      case stream_codec::result::error:
+        read_error = ec;
+        return true;
+      case stream_codec::result::ready:
+        return true;
+    }
+    return true;
+  }
+
+  void fail_write(int err) noexcept { fail_write(std::error_code(err, std::system_category())); }
+  void fail_write(std::error_code ec) noexcept {
+    write_error = ec;
     wbuf.clear();
     wbeg = 0;
     if (flush.waiting) loop->abandon_io(&flush);
@@ -195,6 +229,22 @@ struct stream_transport {
     }
     if (eof_requested) throw std::runtime_error("stream_writer.write() after write_eof()");
     if (write_error || data.empty()) return;
+    if (codec != nullptr) {
+      wire.clear();
+      std::error_code ec;
+      codec->send(data, wire, ec);
+      if (ec) {
+        fail_write(ec);
+        return;
+      }
+      send_wire(wire);
+      return;
+    }
+    send_wire(data);
+  }
+
+  // Sends what the kernel takes now, buffers the rest.
+  void send_wire(const_buffer data) {
     std::size_t sent = 0;
     if (pending_write() == 0) {
       // Nothing queued: try the kernel at once, as Python's transport does;
@@ -244,6 +294,11 @@ struct stream_transport {
 
   void close() {
     if (closing || closed) return;
+    if (codec != nullptr && !write_error) {
+      wire.clear();
+      codec->close(wire);
+      if (!wire.empty()) send_wire(wire);
+    }
     closing = true;
     if (pending_write() == 0 || write_error) finish_close();
   }
@@ -390,6 +445,32 @@ task<void> do_wait_closed(std::shared_ptr<stream_transport> t) {
 }
 
 }  // namespace
+
+const std::shared_ptr<stream_transport>& stream_hooks::transport(const stream_reader& r) noexcept {
+  return r.t_;
+}
+const std::shared_ptr<stream_transport>& stream_hooks::transport(const stream_writer& w) noexcept {
+  return w.t_;
+}
+void stream_hooks::set_codec(stream_transport& t, std::unique_ptr<stream_codec> codec) {
+  if (t.available() > 0) codec->feed(t.buffered());
+  t.rbeg = t.rend = 0;
+  t.codec = std::move(codec);
+}
+stream_codec* stream_hooks::codec(const stream_transport& t) noexcept { return t.codec.get(); }
+task<void> stream_hooks::fill(std::shared_ptr<stream_transport> t) {
+  if (t->eof || t->read_error) co_return;
+  try {
+    co_await fill_awaiter(t.get());
+  } catch (const os_error&) {
+    if (!t->read_error) throw;
+  }
+}
+bool stream_hooks::eof(const stream_transport& t) noexcept { return t.eof; }
+std::error_code stream_hooks::read_error(const stream_transport& t) noexcept {
+  return t.read_error;
+}
+int stream_hooks::fileno(const stream_transport& t) noexcept { return t.fd; }
 }  // namespace detail
 
 // ---------------------------------------------------------------------------
@@ -440,10 +521,12 @@ task<void> stream_writer::drain() {
 }
 void stream_writer::write_eof() {
   auto& t = checked(t_);
+  if (t.codec != nullptr) throw std::logic_error("write_eof(): TLS streams cannot half-close");
   if (t.closed || t.eof_requested) return;
   t.eof_requested = true;
   if (t.pending_write() == 0) t.send_eof();
 }
+bool stream_writer::can_write_eof() const noexcept { return !t_ || t_->codec == nullptr; }
 void stream_writer::close() { checked(t_).close(); }
 bool stream_writer::is_closing() const noexcept { return t_ && (t_->closing || t_->closed); }
 task<void> stream_writer::wait_closed() {
@@ -634,6 +717,9 @@ task<void> server_wait_closed(std::shared_ptr<server_state> st) {
     } catch (const cancelled_error&) {
     }
   }
+  // An accept task cancelled before its first step never ran its guard, and
+  // its frame holds this state: drop the handle here or the two leak.
+  st->accept_task = task_handle<void>();
   // A handler cancelled before its first step never runs, so it cannot take
   // itself off the list: finished ones are pruned here.
   for (;;) {

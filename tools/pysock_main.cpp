@@ -6,6 +6,7 @@
 //   pysock echo-server [port] [-b ADDR] [--threads N]
 //   pysock echo-client host port [message]
 //   pysock connect [-u] [-w SECS] host port      pysock connect -U path
+//   pysock connect --tls [--cafile F] [--servername N] [--no-verify] host port
 //   pysock listen  [-u] [-w SECS] [-b ADDR] port  pysock listen -U path
 //
 // Every subcommand has --help. A bad argument prints the usage line and the
@@ -32,7 +33,9 @@ const std::map<std::string, std::string> usage_lines = {
      "[port]"},
     {"echo-server", "usage: pysock echo-server [-h] [-b ADDR] [--threads N] [port]"},
     {"echo-client", "usage: pysock echo-client [-h] host port [message]"},
-    {"connect", "usage: pysock connect [-h] [-u] [-w SECS] host port | pysock connect -U path"},
+    {"connect",
+     "usage: pysock connect [-h] [-u] [-w SECS] [--tls [--cafile FILE] [--servername NAME] "
+     "[--no-verify]] host port | pysock connect -U path"},
     {"listen", "usage: pysock listen [-h] [-u] [-w SECS] [-b ADDR] port | pysock listen -U path"},
 };
 
@@ -54,8 +57,12 @@ std::string check_netcat(const netcat_args& args, bool have_host, bool have_port
   if (!args.unix_path.empty()) {
     if (have_host || have_port) return "-U takes a path instead of host and port";
     if (args.udp) return "-U with -u (Unix datagram sockets) is not supported";
+    if (args.tls) return "--tls works over TCP only (not with -U)";
     return "";
   }
+  if (args.tls && args.udp) return "--tls works over TCP only (not with -u)";
+  if (!args.tls && (!args.cafile.empty() || !args.servername.empty() || args.no_verify))
+    return "--cafile, --servername and --no-verify need --tls";
   if (listening) return have_port ? "" : "the following arguments are required: port";
   if (!have_host || !have_port) return "the following arguments are required: host, port";
   return "";
@@ -131,6 +138,17 @@ int main(int argc, char** argv) {
   connect_cmd->add_option("-U,--unix", connect.unix_path, "Connect to this AF_UNIX stream socket");
   connect_cmd->add_option("-w,--idle-timeout", connect.idle_timeout, "Quit after SECS without data")
       ->check(positive_seconds);
+  connect_cmd->add_flag("--tls", connect.tls,
+                        "TLS over TCP, as openssl s_client (verifies the server's certificate)");
+  connect_cmd
+      ->add_option("--cafile", connect.cafile,
+                   "With --tls: trust the CA certificates in this PEM file instead of the "
+                   "system's")
+      ->check(CLI::ExistingFile);
+  connect_cmd->add_option("--servername", connect.servername,
+                          "With --tls: the name sent (SNI) and checked (default: host)");
+  connect_cmd->add_flag("--no-verify", connect.no_verify,
+                        "With --tls: accept any certificate (no chain or name check)");
 
   netcat_args listen;
   listen.host = "127.0.0.1";
@@ -163,7 +181,7 @@ int main(int argc, char** argv) {
       const std::string error =
           check_netcat(connect, connect_host->count() > 0, connect_port->count() > 0, false);
       if (!error.empty()) return usage_error("connect", error);
-      return run_connect(connect);
+      return connect.tls ? run_tls_connect(connect) : run_connect(connect);
     }
     if (listen_cmd->parsed()) {
       const std::string error = check_netcat(listen, false, listen_port->count() > 0, true);

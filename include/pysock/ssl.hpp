@@ -60,6 +60,7 @@
 #include "pysock/buffer.hpp"
 #include "pysock/error.hpp"
 #include "pysock/socket.hpp"
+#include "pysock/streams.hpp"
 
 // OpenSSL's own types, so native_handle() is typed without including OpenSSL.
 struct ssl_ctx_st;
@@ -584,5 +585,57 @@ class ssl_stream : public std::iostream {
  private:
   std::unique_ptr<ssl_streambuf> buffer_;
 };
+
+// ---------------------------------------------------------------------------
+// TLS streams on the event loop: asyncio's ssl= arguments
+// ---------------------------------------------------------------------------
+
+/// Python's default ssl_handshake_timeout (60 seconds).
+inline constexpr std::chrono::milliseconds default_ssl_handshake_timeout{60000};
+
+/// asyncio.open_connection(host, port, ssl=ctx, server_hostname=...,
+/// ssl_handshake_timeout=...): connects, then runs the TLS handshake on the
+/// loop; the streams come back once it is done. server_hostname defaults to
+/// `host` (as Python's); pass "" for none (then ctx must not check host
+/// names). A refused certificate is ssl_cert_verification_error, a peer that
+/// is not speaking TLS ssl_error, a handshake slower than the timeout
+/// connection_aborted_error (Python's ConnectionAbortedError).
+task<std::pair<stream_reader, stream_writer>> open_connection(
+    std::string host, int port, ssl_context ssl,
+    std::optional<std::string> server_hostname = std::nullopt, stream_limits limits = {},
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+
+/// asyncio.start_server(cb, host, port, ssl=ctx, ssl_handshake_timeout=...):
+/// every connection's handshake runs before `handler` is called; a client
+/// whose handshake fails (plain text, bad certificate, timeout) is dropped
+/// without calling it, as asyncio does, and the server goes on serving.
+task<server> start_server(
+    connection_handler handler, std::string host, int port, ssl_context ssl,
+    server_config config = {},
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+/// start_server(cb, sock=listener, ssl=ctx).
+task<server> start_server(
+    connection_handler handler, socket listener, ssl_context ssl, server_config config = {},
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+/// The multi-core serve_forever() with ssl=: each loop's connections
+/// handshake before `handler` runs, as start_server(..., ssl).
+void serve_forever(connection_handler handler, const std::string& host, int port, ssl_context ssl,
+                   serve_options options = {},
+                   std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+
+/// Python's StreamWriter.start_tls(sslcontext, server_hostname=...,
+/// ssl_handshake_timeout=...) (3.11): turns a plain stream pair into a TLS
+/// one in place (STARTTLS), the handshake done on return. Bytes the reader
+/// had buffered but not consumed are taken as the start of the TLS data.
+/// `server_side` picks the role (Python decides from how the stream was made).
+task<void> start_tls(
+    stream_writer writer, ssl_context ssl, std::string server_hostname = {},
+    bool server_side = false,
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+
+/// writer.get_extra_info('ssl_object'): the TLS connection of a stream
+/// (version(), cipher(), getpeercert()...), or nullptr for a plain stream.
+/// Valid while the stream lives.
+const ssl_object* get_ssl_object(const stream_writer& writer) noexcept;
 
 }  // namespace pysock

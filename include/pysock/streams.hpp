@@ -80,9 +80,57 @@ struct stream_limits {
   std::optional<std::size_t> low_water;  ///< ...until this; default high_water / 4
 };
 
+class stream_reader;
+class stream_writer;
+
 namespace detail {
 struct stream_transport;
-}
+
+/// A byte transform between a stream's buffers and its socket: TLS, which
+/// pysock::ssl installs (start_tls, open_connection/start_server with ssl=).
+/// The core knows nothing of the protocol. Plain streams have none and pay
+/// one null check per fill, write and close, never a virtual call.
+class stream_codec {
+ public:
+  enum class result {
+    data,   ///< `n` decoded bytes are in `out`
+    eof,    ///< the peer ended the stream
+    wait,   ///< the socket said EAGAIN: wait until it is readable
+    error,  ///< `ec` says why; the stream fails
+    ready,  ///< the handshake finished; no data yet
+  };
+  stream_codec() = default;
+  stream_codec(const stream_codec&) = delete;
+  stream_codec& operator=(const stream_codec&) = delete;
+  virtual ~stream_codec() = default;
+  /// Receives from `fd` (non-blocking) until it can decode something into
+  /// `out`, the socket has nothing, or the stream ends. Bytes the protocol
+  /// must send back (handshake, alerts) are appended to `reply`.
+  virtual result receive(int fd, mutable_buffer out, std::size_t& n, std::string& reply,
+                         std::error_code& ec) noexcept = 0;
+  /// Encodes `data`, appending the bytes for the socket to `wire`.
+  virtual void send(const_buffer data, std::string& wire, std::error_code& ec) noexcept = 0;
+  /// Appends the bytes that end the stream cleanly (TLS close_notify).
+  virtual void close(std::string& wire) noexcept = 0;
+  /// Bytes the stream had read but not consumed before the codec came.
+  virtual void feed(std::string_view early) = 0;
+};
+
+/// What pysock::ssl needs from a stream, and nothing else uses.
+struct stream_hooks {
+  static const std::shared_ptr<stream_transport>& transport(const stream_reader& r) noexcept;
+  static const std::shared_ptr<stream_transport>& transport(const stream_writer& w) noexcept;
+  /// Installs `codec`; unread buffered bytes go to codec->feed() first.
+  static void set_codec(stream_transport& t, std::unique_ptr<stream_codec> codec);
+  static stream_codec* codec(const stream_transport& t) noexcept;
+  /// One fill step (at least one receive attempt, a wait only on EAGAIN).
+  /// The stream's read error is not thrown here: see read_error().
+  static task<void> fill(std::shared_ptr<stream_transport> t);
+  static bool eof(const stream_transport& t) noexcept;
+  static std::error_code read_error(const stream_transport& t) noexcept;
+  static int fileno(const stream_transport& t) noexcept;
+};
+}  // namespace detail
 
 class stream_reader {
  public:
@@ -107,6 +155,7 @@ class stream_reader {
   bool at_eof() const noexcept;
 
  private:
+  friend struct detail::stream_hooks;
   std::shared_ptr<detail::stream_transport> t_;
 };
 
@@ -123,9 +172,11 @@ class stream_writer {
   /// Waits until the buffer is at or below the low-water mark if it is above
   /// the high-water mark. Throws the connection's error if it failed.
   task<void> drain();
-  /// Shuts down the sending side once the buffer is flushed.
+  /// Shuts down the sending side once the buffer is flushed. TLS streams
+  /// cannot half-close: std::logic_error, as Python's NotImplementedError.
   void write_eof();
-  bool can_write_eof() const noexcept { return true; }
+  /// False for TLS streams.
+  bool can_write_eof() const noexcept;
   /// Flushes what is buffered, then closes the socket (at once if nothing is).
   void close();
   bool is_closing() const noexcept;
@@ -143,6 +194,7 @@ class stream_writer {
   socket& get_socket() const noexcept;
 
  private:
+  friend struct detail::stream_hooks;
   std::shared_ptr<detail::stream_transport> t_;
 };
 

@@ -51,8 +51,20 @@ struct netcat_args {
   /// -w: quit after this long without data either way. Unset: never (TCP),
   /// and for UDP 2 s after stdin's end (a datagram peer never says "done").
   std::optional<double> idle_timeout;
+  /// connect --tls: TLS over TCP, as `openssl s_client` (needs a build with
+  /// pysock::ssl). The peer is verified against the system store or --cafile,
+  /// its name against --servername (default: host); --no-verify skips both.
+  bool tls = false;
+  std::string cafile;
+  std::string servername;
+  bool no_verify = false;
 };
 int run_connect(const netcat_args& args);
+/// connect --tls (tools/commands/tls_connect.cpp). Exit 0 when the peer
+/// closed, 1 on a failure (refused, handshake or certificate), as s_client.
+int run_tls_connect(const netcat_args& args);
+/// False when pysock was built without TLS (no OpenSSL).
+bool tls_available() noexcept;
 int run_listen(const netcat_args& args);
 
 }  // namespace pysock::tools
