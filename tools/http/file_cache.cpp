@@ -79,10 +79,19 @@ const file_cache::entry* file_cache::load(const std::string& relative, int fd,
 
   entry e;
   e.st = st;
-  e.body.resize(size);
+  e.etag = make_etag(st);
+  e.last_modified = format_http_date(st.st_mtim.tv_sec);
+  e.mime = mime;
+  e.response = "\r\n";
+  append_file_fields(e.response, mime, size, e.last_modified, e.etag);
+  const std::size_t fields_size = e.response.size() - 2;
+  e.response += "\r\n";
+  const std::size_t body_at = e.response.size();
+  e.response.resize(body_at + size);
   std::size_t got = 0;
   while (got < size) {
-    const ssize_t n = ::pread(fd, e.body.data() + got, size - got, static_cast<off_t>(got));
+    const ssize_t n =
+        ::pread(fd, e.response.data() + body_at + got, size - got, static_cast<off_t>(got));
     if (n > 0) {
       got += static_cast<std::size_t>(n);
     } else if (n < 0 && errno == EINTR) {
@@ -94,17 +103,18 @@ const file_cache::entry* file_cache::load(const std::string& relative, int fd,
   // Written to while we read: the content may be half old, half new.
   struct ::stat after {};
   if (::fstat(fd, &after) != 0 || !same_file_version(after, st)) return nullptr;
-  e.etag = make_etag(st);
-  e.last_modified = format_http_date(st.st_mtim.tv_sec);
-  e.mime = mime;
-  append_file_fields(e.fields, mime, size, e.last_modified, e.etag);
 
   if (const auto old = index_.find(relative); old != index_.end()) erase(old->second);
   while (bytes_ + cost > limits_.max_bytes && !lru_.empty()) erase(std::prev(lru_.end()));
   lru_.push_front(node{relative, std::move(e), cost, batch_});
   index_.emplace(relative, lru_.begin());
   bytes_ += cost;
-  return &lru_.front().value;
+  // The views are made where the entry now lives (a moved std::string may
+  // have moved its characters).
+  entry& placed = lru_.front().value;
+  placed.fields = std::string_view(placed.response).substr(2, fields_size);
+  placed.body = std::string_view(placed.response).substr(body_at);
+  return &placed;
 }
 
 }  // namespace pysock::http

@@ -58,12 +58,17 @@ class file_cache {
  public:
   struct entry {
     struct ::stat st {};  ///< the file's stat when loaded; a hit needs the same
-    std::string body;
+    /// Everything a keep-alive HTTP/1.1 200 of the whole file sends after
+    /// its Date value: "\r\n", the fields, "\r\n", the body. The common hit
+    /// (a pipelined GET) is then the status line, the Date, and one append.
+    std::string response;
+    std::string_view body;  ///< the file's content, inside `response`
     std::string etag;
     std::string last_modified;  ///< IMF-fixdate of st_mtime
     std::string_view mime;      ///< from guess_mime_type(): static storage
-    /// append_file_fields() of the whole file (a 200's fields, formatted).
-    std::string fields;
+    /// append_file_fields() of the whole file (a 200's fields, formatted),
+    /// inside `response`.
+    std::string_view fields;
   };
 
   explicit file_cache(file_cache_limits limits = {}) : limits_(limits) {}

@@ -2,6 +2,7 @@
 #include "http/request_parser.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 namespace pysock::http {
@@ -38,11 +39,56 @@ constexpr bool is_tchar(unsigned char c) noexcept {
 // name a file that exists under the root.
 constexpr bool is_target_char(unsigned char c) noexcept { return c > 0x20 && c != 0x7f; }
 
-constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
+// Byte classes for the parser's hot loops (request line, header names and
+// values): one table load per byte instead of a chain of comparisons.
+enum : unsigned char { class_tchar = 1, class_target = 2, class_version = 4, class_value = 8 };
 
-constexpr char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+constexpr std::array<unsigned char, 256> make_byte_classes() noexcept {
+  std::array<unsigned char, 256> table{};
+  for (unsigned c = 0; c < 256; ++c) {
+    const auto b = static_cast<unsigned char>(c);
+    unsigned char bits = 0;
+    if (is_tchar(b)) bits |= class_tchar;
+    if (is_target_char(b)) bits |= class_target;
+    if (b >= 0x20 && b < 0x7f) bits |= class_version;
+    if ((b >= 0x20 || b == '\t') && b != 0x7f) bits |= class_value;
+    table[c] = bits;
+  }
+  return table;
 }
+
+constexpr std::array<unsigned char, 256> byte_classes = make_byte_classes();
+
+// Eight bytes at a time ("SWAR"): true when every byte of the word lies in
+// [low, 0x7e]. A byte >= 0x80 sets its high bit in x, 0x7f in x + 1, one
+// below `low` in x - low; carries and borrows only spill out of a byte that
+// is itself flagged, so "none flagged" is exact.
+constexpr std::uint64_t ones = 0x0101010101010101;
+constexpr std::uint64_t highs = 0x8080808080808080;
+
+inline bool all_printable(const unsigned char* p, unsigned char low) noexcept {
+  std::uint64_t x;
+  std::memcpy(&x, p, 8);
+  return ((x | (x + ones) | (x - low * ones)) & highs) == 0;
+}
+
+// Index of the first '?' or '#' in `s`, or npos: eight bytes per step.
+std::size_t find_query_or_fragment(std::string_view s) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, s.data() + i, 8);
+    const std::uint64_t q = x ^ ('?' * ones);
+    const std::uint64_t h = x ^ ('#' * ones);
+    // Some byte is zero in q or h (exact as an "any").
+    if ((((q - ones) & ~q) | ((h - ones) & ~h)) & highs) break;
+  }
+  for (; i < s.size(); ++i)
+    if (s[i] == '?' || s[i] == '#') return i;
+  return std::string_view::npos;
+}
+
+constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
@@ -91,13 +137,6 @@ bool parse_decimal(std::string_view digits, std::uint64_t& value) noexcept {
 
 }  // namespace
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
 bool list_contains(std::string_view list, std::string_view token) noexcept {
   while (!list.empty()) {
     const std::size_t comma = list.find(',');
@@ -129,6 +168,7 @@ void request_parser::reset() noexcept {
   request_ = request{};
   request_.headers = std::move(headers);
   skipped_ = scanned_ = line_checked_ = head_size_ = 0;
+  line_end_ = method_end_ = target_end_ = 0;
   error_status_ = 0;
   error_message_.clear();
   error_line_ = {};
@@ -168,7 +208,9 @@ parse_status request_parser::parse(std::string_view input) {
 
   // Look for the blank line that ends the head, from where the last call
   // stopped (a '\n' at the very end is looked at again with what follows).
+  // The request line has no blank line in it: start at its end.
   std::size_t pos = scanned_;
+  if (line_checked_ == line_complete && pos < line_end_) pos = line_end_;
   std::size_t end = 0;
   while (pos < view.size()) {
     const void* hit = std::memchr(view.data() + pos, '\n', view.size() - pos);
@@ -198,7 +240,7 @@ parse_status request_parser::parse(std::string_view input) {
     pos = nl + 1;
   }
 
-  const std::size_t line_end = view.find('\n');
+  const std::size_t line_end = line_checked_ == line_complete ? line_end_ : std::string_view::npos;
   if (end == 0) {
     scanned_ = pos;
     if (line_end != std::string_view::npos &&
@@ -226,11 +268,32 @@ parse_status request_parser::check_partial_line(std::string_view view) {
   if (method_end != std::string_view::npos) target_end = checked.find(' ', method_end + 1);
 
   std::size_t i = line_checked_;
-  for (; i < view.size(); ++i) {
-    const auto c = static_cast<unsigned char>(view[i]);
+  const std::size_t n = view.size();
+  const auto* bytes = reinterpret_cast<const unsigned char*>(view.data());
+  for (; i < n; ++i) {
+    // Skip the run of ordinary bytes of the current word at once; the byte
+    // that stops the run (a space, a line end, a bad byte, a limit) goes
+    // through the checks below, which are the rules.
+    if (method_end == std::string_view::npos) {
+      const std::size_t stop = std::min(n, limits_.max_method);
+      while (i < stop && (byte_classes[bytes[i]] & class_tchar) != 0) ++i;
+    } else if (target_end == std::string_view::npos) {
+      const std::size_t stop = std::min(n, method_end + limits_.max_target + 1);
+      while (i + 8 <= stop && all_printable(bytes + i, 0x21)) i += 8;
+      while (i < stop && (byte_classes[bytes[i]] & class_target) != 0) ++i;
+    } else {
+      const std::size_t stop = std::min(n, target_end + 17);
+      while (i + 8 <= stop && all_printable(bytes + i, 0x20)) i += 8;
+      while (i < stop && (byte_classes[bytes[i]] & class_version) != 0) ++i;
+    }
+    if (i == n) break;
+    const auto c = bytes[i];
     if (c == '\r' && i + 1 == view.size()) break;  // a line end, or not: the next byte says
     if (c == '\n' || (c == '\r' && view[i + 1] == '\n')) {
       line_checked_ = line_complete;  // parse_request_line() takes over
+      line_end_ = c == '\n' ? i : i + 1;
+      method_end_ = method_end;
+      target_end_ = target_end;
       return parse_status::need_more;
     }
     if (method_end == std::string_view::npos) {
@@ -265,7 +328,7 @@ parse_status request_parser::check_partial_line(std::string_view view) {
 }
 
 parse_status request_parser::parse_head(std::string_view head) {
-  const std::size_t line_end = head.find('\n');
+  const std::size_t line_end = line_end_;
   const std::string_view line = strip_line_end(head.substr(0, line_end + 1));
   request_.request_line = line;
   if (const parse_status s = parse_request_line(line); s != parse_status::complete) return s;
@@ -276,20 +339,24 @@ parse_status request_parser::parse_request_line(std::string_view line) {
   const auto bad_syntax = [&] {
     return fail(400, "Bad request syntax (" + quoted(line) + ")", line);
   };
-  if (line.find('\r') != std::string_view::npos) return bad_syntax();
-  const std::size_t sp1 = line.find(' ');
+  // check_partial_line() has seen every byte of the line: no CR in it, and
+  // where its first two spaces are.
+  const std::size_t sp1 = method_end_;
   if (sp1 == std::string_view::npos) return bad_syntax();
-  const std::size_t sp2 = line.find(' ', sp1 + 1);
+  const std::size_t sp2 = target_end_;
   if (sp2 == std::string_view::npos) return bad_syntax();
-  // Exactly three words: one space each (RFC 9112 §3), as Python requires.
-  if (line.find(' ', sp2 + 1) != std::string_view::npos) return bad_syntax();
   request_.method = line.substr(0, sp1);
   request_.target = line.substr(sp1 + 1, sp2 - sp1 - 1);
   const std::string_view version = line.substr(sp2 + 1);
-
-  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' ||
-      version[5] < '0' || version[5] > '9' || version[7] < '0' || version[7] > '9')
+  const bool good_version = version.size() == 8 && version.substr(0, 5) == "HTTP/" &&
+                            version[6] == '.' && version[5] >= '0' && version[5] <= '9' &&
+                            version[7] >= '0' && version[7] <= '9';
+  if (!good_version) {
+    // Exactly three words: one space each (RFC 9112 §3), as Python requires.
+    // (A well-formed version has no space: looked for only when it is not.)
+    if (version.find(' ') != std::string_view::npos) return bad_syntax();
     return fail(400, "Bad request version (" + quoted(version) + ")", line);
+  }
   if (request_.method == "PRI" && request_.target == "*" && version == "HTTP/2.0")
     return fail(400, "Bad request: HTTP/2 connection preface (this server speaks HTTP/1.1)", line);
   if (version[5] != '1')
@@ -330,7 +397,7 @@ parse_status request_parser::parse_request_line(std::string_view line) {
     }
     target.remove_prefix(slash);
   }
-  const std::size_t path_end = target.find_first_of("?#");
+  const std::size_t path_end = find_query_or_fragment(target);
   request_.path = target.substr(0, path_end);
   if (path_end != std::string_view::npos && target[path_end] == '?') {
     std::string_view query = target.substr(path_end + 1);
@@ -351,21 +418,26 @@ parse_status request_parser::parse_fields(std::string_view fields) {
     fields.remove_prefix(raw.size());
     const std::string_view line = strip_line_end(raw);
     if (line.empty()) break;  // the blank line that ends the head
-    if (is_ows(line.front()))
-      return fail(400, "Bad request: obsolete header line folding", line_for_log);
-    const std::size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0)
-      return fail(400, "Bad request: malformed header line " + quoted(line), line_for_log);
-    const std::string_view name = line.substr(0, colon);
-    for (char c : name)
-      if (!is_tchar(static_cast<unsigned char>(c)))
-        return fail(400, "Bad request: malformed header name " + quoted(name), line_for_log);
-    const std::string_view value = trim(line.substr(colon + 1));
-    for (char ch : value) {
-      const auto c = static_cast<unsigned char>(ch);
-      if ((c < 0x20 && c != '\t') || c == 0x7f)
-        return fail(400, "Bad request: control character in header " + quoted(name), line_for_log);
+    // The usual line: a token, then the colon. Anything else takes the
+    // slower checks below, which name the error.
+    std::size_t colon = 0;
+    while (colon < line.size() &&
+           (byte_classes[static_cast<unsigned char>(line[colon])] & class_tchar) != 0)
+      ++colon;
+    if (colon == 0 || colon == line.size() || line[colon] != ':') {
+      if (is_ows(line.front()))
+        return fail(400, "Bad request: obsolete header line folding", line_for_log);
+      colon = line.find(':');
+      if (colon == std::string_view::npos || colon == 0)
+        return fail(400, "Bad request: malformed header line " + quoted(line), line_for_log);
+      return fail(400, "Bad request: malformed header name " + quoted(line.substr(0, colon)),
+                  line_for_log);
     }
+    const std::string_view name = line.substr(0, colon);
+    const std::string_view value = trim(line.substr(colon + 1));
+    for (char ch : value)
+      if ((byte_classes[static_cast<unsigned char>(ch)] & class_value) == 0)
+        return fail(400, "Bad request: control character in header " + quoted(name), line_for_log);
     if (request_.headers.size() == limits_.max_headers)
       return fail(431, "Too many headers", line_for_log);
     request_.headers.push_back({name, value});

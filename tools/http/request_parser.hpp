@@ -107,14 +107,28 @@ class request_parser {
   std::size_t scanned_ = 0;       // bytes already searched for the head's end
   std::size_t line_checked_ = 0;  // request-line bytes already validated
   static constexpr std::size_t line_complete = static_cast<std::size_t>(-1);
+  // Once the line is complete: where its '\n' and its first two spaces are
+  // (npos when missing), so that later steps need not search again.
+  std::size_t line_end_ = 0;
+  std::size_t method_end_ = 0;
+  std::size_t target_end_ = 0;
   std::size_t head_size_ = 0;
   int error_status_ = 0;
   std::string error_message_;
   std::string_view error_line_;
 };
 
-/// Case-insensitive ASCII comparison, for header names and tokens.
-bool iequals(std::string_view a, std::string_view b) noexcept;
+/// Case-insensitive ASCII comparison, for header names and tokens. Inline:
+/// every request compares a few header names this way.
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    const char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] - 'A' + 'a') : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
 
 /// True when the comma-separated `list` (a Connection or If-None-Match value)
 /// contains `token`, compared case-insensitively, ignoring spaces.

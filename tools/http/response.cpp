@@ -2,6 +2,7 @@
 #include "http/response.hpp"
 
 #include <charconv>
+#include <cstring>
 
 #include "http/http_date.hpp"
 
@@ -48,9 +49,21 @@ std::string_view explanation(int status) noexcept {
 // Python's _control_char_table: C0 controls, DEL and C1 controls as \xNN.
 void append_log_escaped(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789abcdef";
-  // Request lines are nearly always clean: copy runs of plain bytes at once.
+  // Request lines are nearly always clean: copy runs of plain bytes at once,
+  // and find them eight bytes at a time (printable ASCII needs no escape).
   std::size_t plain = 0;
-  for (std::size_t i = 0; i < text.size(); ++i) {
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, text.data() + i, 8);
+    constexpr std::uint64_t ones = 0x0101010101010101;
+    constexpr std::uint64_t highs = 0x8080808080808080;
+    // A byte >= 0x80 sets its high bit in x, 0x7f in x + 1, < 0x20 in
+    // x - 0x20 (carries and borrows only ever spill from a byte that is
+    // itself flagged, so "none flagged" is exact).
+    if (((x | (x + ones) | (x - 0x20 * ones)) & highs) != 0) break;
+  }
+  for (; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c >= 0x20 && (c < 0x7f || c > 0x9f)) continue;
     out.append(text.data() + plain, i - plain);
@@ -115,6 +128,13 @@ response_head::response_head(std::string& out, int status) : out_(out) {
   out_ += "\r\nDate: ";
   out_ += http_date_now();
   out_ += "\r\n";
+}
+
+void append_ok_head_start(std::string& out) {
+  static constexpr std::string_view start = "HTTP/1.1 200 OK\r\nServer: pysock-http/0.1\r\nDate: ";
+  static_assert(start.substr(start.size() - 23, 15) == response_head::server_name);
+  out += start;
+  out += http_date_now();
 }
 
 response_head& response_head::field(std::string_view name, std::string_view value) {

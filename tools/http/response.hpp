@@ -38,6 +38,10 @@ class response_head {
   std::string& out_;
 };
 
+/// What response_head(out, 200) appends up to the Date's value and its
+/// "\r\n" excluded: "HTTP/1.1 200 OK\r\nServer: ...\r\nDate: <now>".
+void append_ok_head_start(std::string& out);
+
 /// The fields of a file's 200/206, in this order: Content-Type,
 /// Content-Length, Last-Modified, ETag, Accept-Ranges. The small-file cache
 /// keeps them formatted; other answers format them per response.

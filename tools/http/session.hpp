@@ -145,9 +145,11 @@ class session {
     std::string_view etag;
     std::string_view last_modified;
     std::string_view mime;
-    const std::string* cached = nullptr;  ///< the whole body, when cached
-    std::string_view fields;              ///< a 200's fields, formatted (cached)
-    file_descriptor* fd = nullptr;        ///< otherwise the open file
+    bool cached = false;            ///< from the cache: `body` holds the file
+    std::string_view body;          ///< the whole body, when cached
+    std::string_view fields;        ///< a 200's fields, formatted (cached)
+    std::string_view response;      ///< file_cache::entry::response (cached)
+    file_descriptor* fd = nullptr;  ///< otherwise the open file
   };
 
   bool serve_from_cache(const request& req);
@@ -171,7 +173,6 @@ class session {
   bool closing_ = false;
   std::deque<chunk> out_;
   std::size_t out_weight_ = 0;  // bytes queued, plus a fixed weight per open file
-  std::string spare_;           // a drained buffer kept for its capacity
   std::string log_line_;        // reused for every access-log line
   clock::time_point ready_since_;
   std::uint64_t responses_ = 0;
