@@ -30,7 +30,7 @@ const std::map<std::string, std::string> usage_lines = {
     {"", "usage: pysock [-h] {http.server,echo-server,echo-client,connect,listen} ..."},
     {"http.server",
      "usage: pysock http.server [-h] [-b ADDR] [-d DIR] [--threads N] [--loop epoll|io_uring] "
-     "[port]"},
+     "[--certfile FILE --keyfile FILE] [port]"},
     {"echo-server", "usage: pysock echo-server [-h] [-b ADDR] [--threads N] [port]"},
     {"echo-client", "usage: pysock echo-client [-h] host port [message]"},
     {"connect",
@@ -108,6 +108,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 40))
       ->group("");
 
+  http_cmd->add_option("--certfile", http.certfile,
+                       "Serve HTTPS with this PEM certificate (chain); needs --keyfile");
+  http_cmd->add_option("--keyfile", http.keyfile,
+                       "The PEM private key of --certfile; needs --certfile");
+
   echo_server_args echo_server;
   CLI::App* echo_server_cmd =
       app.add_subcommand("echo-server", "Echo every connection's bytes back");
@@ -174,7 +179,13 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (http_cmd->parsed()) return run_http_server(http);
+    if (http_cmd->parsed()) {
+      if (http.certfile.empty() != http.keyfile.empty())
+        return usage_error("http.server", "--certfile and --keyfile go together");
+      if (!http.certfile.empty() && http.transport == "threads")
+        return usage_error("http.server", "--certfile needs the event loop transport");
+      return run_http_server(http);
+    }
     if (echo_server_cmd->parsed()) return run_echo_server(echo_server);
     if (echo_client_cmd->parsed()) return run_echo_client(echo_client);
     if (connect_cmd->parsed()) {

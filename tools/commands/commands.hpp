@@ -25,6 +25,10 @@ struct http_server_args {
   double write_timeout = 60.0;         ///< seconds a send may wait for room
   /// Per event loop (hidden option --file-cache-bytes; 0: no cache).
   std::size_t file_cache_bytes = 8 * 1024 * 1024;
+  /// HTTPS (PEM files, both or neither; the key may be in the certfile's
+  /// file too, but --keyfile is still required): event loop transport only.
+  std::string certfile;
+  std::string keyfile;
 };
 int run_http_server(const http_server_args& args);
 

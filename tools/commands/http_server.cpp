@@ -3,6 +3,8 @@
 // `pysock http.server`: python3 -m http.server on pysock's event loop (one
 // loop per --threads, SO_REUSEPORT), or with --transport threads on blocking
 // sockets with a thread per connection. The HTTP itself is http::session's.
+// --certfile/--keyfile: HTTPS on the event loop transport, when pysock::ssl
+// is built (PYSOCK_TOOLS_HAVE_SSL); otherwise they say so and exit 1.
 #include <poll.h>
 #include <signal.h>
 
@@ -14,6 +16,9 @@
 
 #include <pysock/resolver.hpp>
 #include <pysock/socket.hpp>
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+#include <pysock/ssl.hpp>
+#endif
 
 #include "commands/commands.hpp"
 #include "common/stop_signal.hpp"
@@ -38,6 +43,27 @@ int bind_family(const std::string& host, int port) {
 }  // namespace
 
 int run_http_server(const http_server_args& args) {
+  const bool https = !args.certfile.empty();
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+  // Loaded before binding: a bad certificate or key leaves no port taken.
+  std::optional<ssl_context> tls;
+  if (https) {
+    try {
+      tls.emplace(protocol_tls_server);
+      tls->load_cert_chain(args.certfile, args.keyfile);
+    } catch (const std::exception& e) {
+      std::cerr << "pysock http.server: cannot load --certfile " << args.certfile << " / --keyfile "
+                << args.keyfile << ": " << e.what() << '\n';
+      return 1;
+    }
+  }
+#else
+  if (https) {
+    std::cerr << "pysock http.server: --certfile needs pysock built with OpenSSL 3 (Debian: "
+                 "libssl-dev): TLS was not built\n";
+    return 1;
+  }
+#endif
   ignore_sigpipe();
   stop_signal stop;  // before any thread: they inherit the blocked signals
 
@@ -77,8 +103,9 @@ int run_http_server(const http_server_args& args) {
   const std::string host = local.host();
   const std::string url_host = local.family() == AF_INET6 ? "[" + host + "]" : host;
   // The real port (port 0 asks the kernel for one): tests read it from here.
-  std::cout << "Serving HTTP on " << host << " port " << local.port() << " (http://" << url_host
-            << ':' << local.port() << "/) ..." << std::endl;
+  std::cout << (https ? "Serving HTTPS on " : "Serving HTTP on ") << host << " port "
+            << local.port() << (https ? " (https://" : " (http://") << url_host << ':'
+            << local.port() << "/) ..." << std::endl;
 
   const auto write_timeout = seconds_to_ms(args.write_timeout);
   const auto errors = [&context](const std::string& message) {
@@ -92,6 +119,9 @@ int run_http_server(const http_server_args& args) {
     options.write_timeout = write_timeout;
     options.cache.max_bytes = args.file_cache_bytes;
     options.stop_fd = stop.event_fd();
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+    if (tls) options.tls = &*tls;
+#endif
     options.errors = errors;
     // A failed loop raises the eventfd: the wait below ends, and so do the
     // other loops.

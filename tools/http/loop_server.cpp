@@ -5,11 +5,22 @@
 #include <exception>
 #include <iterator>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 
 #include <pysock/error.hpp>
+
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <pysock/ssl.hpp>
+#endif
 
 namespace pysock::http {
 namespace {
@@ -24,6 +35,28 @@ constexpr std::size_t linger_max_bytes = 256 * 1024;
 // for the others; level-triggered interest brings them back.
 constexpr int rounds_per_event = 16;
 constexpr int accepts_per_event = 64;
+// HTTPS: ciphertext waiting to be sent, per connection, before encrypting
+// more of the session's output pauses (the session's own high-water mark
+// then pauses parsing); and the per-loop buffer that receives ciphertext and
+// holds file chunks read for encryption.
+constexpr std::size_t tls_buffer_size = 64 * 1024;
+
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+constexpr std::size_t tls_wire_high_water = 64 * 1024;
+
+// One HTTPS connection's TLS: Python's SSLObject over two MemoryBIOs, as
+// asyncio's SSL transport (and pysock's TLS streams) use it.
+struct tls_state {
+  explicit tls_state(const ssl_context& ctx) : object(ctx.wrap_bio(incoming, outgoing, true)) {}
+  memory_bio incoming;  // from the network, not yet decrypted
+  memory_bio outgoing;  // to the network, taken into `wire`
+  ssl_object object;
+  std::string wire;  // ciphertext not yet sent
+  std::size_t wire_sent = 0;
+  bool handshaken = false;
+  bool failed = false;  // a TLS error: send its alert (if any), then close
+};
+#endif
 
 class loop_listener;
 
@@ -42,9 +75,18 @@ class connection {
 
  private:
   enum class flush_result { done, blocked, failed };
+  enum class receive_result { received, wait, failed };
 
   void drive();
   flush_result flush();
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+  void drive_tls();
+  flush_result send_wire();
+  receive_result receive_ciphertext();
+  bool encrypt_output();
+  void take_ciphertext() noexcept;
+  void blocked_on_write();
+#endif
   void wait_for_input();
   void want(bool read, bool write);
   void arm(clock::time_point when);
@@ -58,6 +100,9 @@ class connection {
   socket sock_;
   int fd_;
   session s_;
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+  std::unique_ptr<tls_state> tls_;  // HTTPS only: the plain path tests this pointer
+#endif
   bool reading_ = false;
   bool writing_ = false;
   bool lingering_ = false;
@@ -86,6 +131,7 @@ class loop_listener {
 
   void start() {
     listener_.setblocking(false);
+    if (options_.tls != nullptr) tls_buffer_ = std::make_unique<char[]>(tls_buffer_size);
     loop_.add_reader(listener_.fileno(), [this] { on_acceptable(); });
     loop_.add_reader(stop_fd_, [this] { stop(); });
   }
@@ -99,6 +145,7 @@ class loop_listener {
   const server_context& context() const noexcept { return context_; }
   const loop_transport_options& options() const noexcept { return options_; }
   std::span<char> scratch() noexcept { return scratch_; }
+  std::span<char> tls_buffer() noexcept { return {tls_buffer_.get(), tls_buffer_size}; }
 
  private:
   void on_acceptable() {
@@ -128,7 +175,11 @@ class loop_listener {
       } catch (const os_error&) {
         continue;  // the peer is already gone
       }
-      conns_.emplace_back(*this, std::move(conn), peer.host());
+      try {
+        conns_.emplace_back(*this, std::move(conn), peer.host());
+      } catch (const std::exception&) {
+        continue;  // no memory for its TLS state: drop this one (its socket closes)
+      }
       conns_.back().self = std::prev(conns_.end());
       conns_.back().start();
     }
@@ -163,7 +214,8 @@ class loop_listener {
   std::list<connection> conns_;
   callback_handle pause_;
   bool stopping_ = false;
-  std::array<char, 4096> scratch_;  // where lingering connections discard input
+  std::array<char, 4096> scratch_;      // where lingering connections discard input
+  std::unique_ptr<char[]> tls_buffer_;  // HTTPS: see tls_buffer_size
 };
 
 connection::connection(loop_listener& owner, socket sock, std::string client)
@@ -171,7 +223,11 @@ connection::connection(loop_listener& owner, socket sock, std::string client)
       loop_(owner.loop()),
       sock_(std::move(sock)),
       fd_(sock_.fileno()),
-      s_(owner.context(), std::move(client)) {}
+      s_(owner.context(), std::move(client)) {
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+  if (owner.options().tls != nullptr) tls_ = std::make_unique<tls_state>(*owner.options().tls);
+#endif
+}
 
 void connection::start() {
   try {
@@ -273,6 +329,9 @@ connection::flush_result connection::flush() {
 }
 
 void connection::drive() {
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+  if (tls_) return drive_tls();
+#endif
   for (int round = 0; round < rounds_per_event; ++round) {
     if (s_.has_output()) {
       switch (flush()) {
@@ -327,6 +386,15 @@ void connection::drive() {
 
 void connection::begin_linger() {
   if (peer_closed_) return destroy();
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+  if (tls_ && tls_->handshaken && !tls_->failed) {
+    // close_notify, best effort: a client that reads no more never gets it.
+    std::error_code ec;
+    tls_->object.unwrap(ec);  // want_read: the peer's close_notify is not awaited
+    take_ciphertext();
+    (void)send_wire();
+  }
+#endif
   try {
     sock_.shutdown(SHUT_WR);
   } catch (const os_error&) {
@@ -365,6 +433,186 @@ void connection::destroy() {
   }
   owner_.remove(*this);  // destroys *this (and the session's open files)
 }
+
+#ifdef PYSOCK_TOOLS_HAVE_SSL
+
+void connection::blocked_on_write() {
+  want(false, true);
+  write_deadline_ = clock::now() + owner_.options().write_timeout;
+  arm(write_deadline_);
+}
+
+void connection::take_ciphertext() noexcept {
+  tls_state& t = *tls_;
+  const std::size_t pending = t.outgoing.pending();
+  if (pending == 0) return;
+  if (t.wire_sent == t.wire.size()) {
+    t.wire.clear();
+    t.wire_sent = 0;
+  }
+  const std::size_t old = t.wire.size();
+  t.wire.resize(old + pending);
+  t.wire.resize(old + t.outgoing.read_into(mutable_buffer(t.wire.data() + old, pending)));
+}
+
+connection::flush_result connection::send_wire() {
+  tls_state& t = *tls_;
+  while (t.wire_sent < t.wire.size()) {
+    std::error_code ec;
+    const std::size_t sent =
+        sock_.send(std::string_view(t.wire).substr(t.wire_sent), MSG_NOSIGNAL, ec);
+    if (ec) {
+      if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again)
+        return flush_result::blocked;
+      if (ec == std::errc::interrupted) continue;
+      return flush_result::failed;
+    }
+    t.wire_sent += sent;
+  }
+  t.wire.clear();
+  t.wire_sent = 0;
+  return flush_result::done;
+}
+
+connection::receive_result connection::receive_ciphertext() {
+  tls_state& t = *tls_;
+  const std::span<char> buffer = owner_.tls_buffer();
+  std::error_code ec;
+  const std::size_t n = sock_.recv_into(buffer, ec);
+  if (ec) {
+    if (ec == std::errc::operation_would_block || ec == std::errc::resource_unavailable_try_again)
+      return receive_result::wait;
+    if (ec == std::errc::interrupted) return receive_result::received;
+    return receive_result::failed;
+  }
+  if (n == 0) {
+    // OpenSSL then reports the missing close_notify (or the handshake's EOF).
+    t.incoming.write_eof();
+  } else {
+    t.incoming.write(const_buffer(buffer.data(), n));
+  }
+  return receive_result::received;
+}
+
+bool connection::encrypt_output() {
+  tls_state& t = *tls_;
+  while (s_.has_output() && t.wire.size() - t.wire_sent < tls_wire_high_water) {
+    const session::output out = s_.next_output();
+    std::error_code ec;
+    std::size_t n = 0;
+    if (out.file_fd >= 0) {
+      // sendfile cannot encrypt: a bounded chunk of the file goes through
+      // user space.
+      const std::span<char> buffer = owner_.tls_buffer();
+      const std::size_t chunk = static_cast<std::size_t>(
+          std::min<std::uint64_t>(out.count, static_cast<std::uint64_t>(buffer.size())));
+      ssize_t got;
+      do got = ::pread(out.file_fd, buffer.data(), chunk, static_cast<off_t>(out.offset));
+      while (got < 0 && errno == EINTR);
+      // 0: the file shrank under us; the framing is broken and only
+      // closing tells the client.
+      if (got <= 0) return false;
+      n = static_cast<std::size_t>(got);
+      t.object.write(const_buffer(buffer.data(), n), ec);
+    } else {
+      n = std::min(out.bytes.size(), tls_buffer_size);
+      t.object.write(const_buffer(out.bytes.data(), n), ec);
+    }
+    if (ec) return false;
+    s_.advance(n);
+    take_ciphertext();
+  }
+  return true;
+}
+
+void connection::drive_tls() {
+  tls_state& t = *tls_;
+  for (int round = 0; round < rounds_per_event; ++round) {
+    if (t.wire_sent < t.wire.size()) {
+      switch (send_wire()) {
+        case flush_result::done:
+          break;
+        case flush_result::blocked:
+          return blocked_on_write();
+        case flush_result::failed:
+          peer_closed_ = true;
+          return destroy();
+      }
+    }
+    if (t.failed) {
+      peer_closed_ = true;  // its alert went out; nothing more to say
+      return destroy();
+    }
+    std::error_code ec;
+    if (!t.handshaken) {
+      // The header deadline ran out (or the server stops) mid-handshake.
+      if (s_.done() || (stopping_ && s_.idle())) {
+        peer_closed_ = true;
+        return destroy();
+      }
+      t.object.do_handshake(ec);
+      take_ciphertext();
+      if (!ec) {
+        t.handshaken = true;
+        continue;
+      }
+      // A plaintext client, an unknown protocol, a client refusing the
+      // certificate: this connection ends, the server serves on.
+      if (ec != ssl_errc::want_read || t.incoming.eof()) {
+        t.failed = true;
+        continue;
+      }
+      if (t.wire_sent < t.wire.size()) continue;  // our flight first
+    } else if (s_.has_output()) {
+      if (!encrypt_output()) {
+        peer_closed_ = true;
+        return destroy();
+      }
+      continue;
+    } else if (s_.done() || (stopping_ && s_.idle())) {
+      return begin_linger();
+    } else {
+      const std::span<char> space = s_.read_space();
+      const std::size_t n = t.object.read_into(mutable_buffer(space.data(), space.size()), ec);
+      take_ciphertext();  // a KeyUpdate or an alert may want an answer
+      if (!ec && n > 0) {
+        s_.on_received(n);
+        continue;
+      }
+      if (!ec || ec == ssl_errc::zero_return || ec == ssl_errc::eof) {
+        // close_notify, or TCP closed without it: answer what came, close.
+        peer_closed_ = true;
+        s_.on_eof();
+        continue;
+      }
+      if (ec != ssl_errc::want_read) {
+        t.failed = true;
+        continue;
+      }
+      if (t.incoming.eof()) {
+        peer_closed_ = true;
+        s_.on_eof();
+        continue;
+      }
+    }
+    switch (receive_ciphertext()) {
+      case receive_result::received:
+        break;
+      case receive_result::wait:
+        return wait_for_input();
+      case receive_result::failed:
+        peer_closed_ = true;
+        return destroy();
+    }
+  }
+  if (t.wire_sent < t.wire.size() || (t.handshaken && s_.has_output())) {
+    want(false, true);
+  } else {
+    want(true, false);
+  }
+}
+
+#endif
 
 // The access log of one loop: lines gathered during an iteration go to the
 // shared sink together, from a call_soon() callback (so after the batch of
@@ -418,6 +666,10 @@ void run_loop(socket listener, const server_context& shared, int stop_fd,
 
 void serve_loops(std::vector<socket> listeners, const server_context& context,
                  const loop_transport_options& options) {
+#ifndef PYSOCK_TOOLS_HAVE_SSL
+  if (options.tls != nullptr)
+    throw std::invalid_argument("serve_loops: TLS needs pysock built with OpenSSL 3 (pysock::ssl)");
+#endif
   std::mutex errors_mutex;
   std::exception_ptr first_error;
   std::vector<std::thread> threads;

@@ -19,6 +19,14 @@
 // loop iteration and hands them to the context's log in one call (one
 // write(2) for a batch of pipelined requests, not one per line).
 //
+// HTTPS (`options.tls`): each connection then runs an ssl_object over two
+// memory BIOs between the socket and the session — ciphertext is received
+// into the incoming BIO and decrypted into the session's input; the
+// session's output (file bodies read with pread in bounded chunks, since
+// sendfile cannot encrypt) is encrypted into the outgoing BIO and sent. A
+// failed handshake closes that connection only; the header timeout also
+// bounds the handshake. Plain connections only test a null pointer.
+//
 // Stopping: when `stop_fd` becomes readable (it stays so), every loop stops
 // accepting and closes its listener; connections between requests close at
 // once, the others finish their response (a request half received gets until
@@ -34,6 +42,10 @@
 #include <pysock/socket.hpp>
 
 #include "http/session.hpp"
+
+namespace pysock {
+class ssl_context;  // pysock/ssl.hpp, when pysock::ssl is built
+}
 
 namespace pysock::http {
 
@@ -53,6 +65,10 @@ struct loop_transport_options {
   std::function<void(const std::string&)> errors;
   /// Each loop's small-file cache; max_bytes 0 turns it off.
   file_cache_limits cache;
+  /// Server-side TLS context (certificate loaded): every connection speaks
+  /// HTTPS. Null: plain HTTP. Non-null in a build without pysock::ssl makes
+  /// serve_loops() throw std::invalid_argument.
+  const ssl_context* tls = nullptr;
 };
 
 /// Serves `context` with one event loop per listener, each on its own
