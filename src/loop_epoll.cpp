@@ -60,6 +60,20 @@ int epoll_update(int epfd, int op, int fd, std::uint32_t events) noexcept {
   return ::epoll_ctl(epfd, op, fd, &ev) == 0 ? 0 : errno;
 }
 
+// Registers fd with `events`, whatever the kernel has now: MOD when the loop
+// believes it registered, ADD otherwise, each falling back to the other. ENOENT
+// on MOD: the descriptor was closed and its number reused without the loop
+// knowing (the kernel dropped the old registration); EEXIST on ADD: a
+// registration the loop had forgotten. Returns 0 or the errno.
+int epoll_set(int epfd, int fd, bool believed_registered, std::uint32_t events) noexcept {
+  if (believed_registered) {
+    const int err = epoll_update(epfd, EPOLL_CTL_MOD, fd, events);
+    return err == ENOENT ? epoll_update(epfd, EPOLL_CTL_ADD, fd, events) : err;
+  }
+  const int err = epoll_update(epfd, EPOLL_CTL_ADD, fd, events);
+  return err == EEXIST ? epoll_update(epfd, EPOLL_CTL_MOD, fd, events) : err;
+}
+
 }  // namespace
 }  // namespace detail
 
@@ -99,16 +113,7 @@ void event_loop::update_registration(int fd, detail::fd_entry& e) {
   }
   const std::uint32_t flags = want | (persistent ? 0u : static_cast<std::uint32_t>(EPOLLONESHOT));
   if (e.in_epoll && e.registered == flags && e.armed) return;
-  int err = 0;
-  if (e.in_epoll) {
-    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
-    // ENOENT: the descriptor was closed and its number reused without the
-    // loop knowing; the kernel dropped the old registration. Add it afresh.
-    if (err == ENOENT) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
-  } else {
-    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
-    if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
-  }
+  const int err = detail::epoll_set(epoll_fd_, fd, e.in_epoll, flags);
   if (err != 0) {
     e.in_epoll = false;
     e.armed = false;
@@ -127,14 +132,7 @@ void event_loop::register_edge(int fd, detail::fd_entry& e) {
   const std::uint64_t epoch = detail::descriptor_release_epoch.load(std::memory_order_relaxed);
   if (e.edge && e.epoch == epoch) return;
   constexpr std::uint32_t flags = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  int err = 0;
-  if (e.in_epoll) {
-    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
-    if (err == ENOENT) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
-  } else {
-    err = detail::epoll_update(epoll_fd_, EPOLL_CTL_ADD, fd, flags);
-    if (err == EEXIST) err = detail::epoll_update(epoll_fd_, EPOLL_CTL_MOD, fd, flags);
-  }
+  const int err = detail::epoll_set(epoll_fd_, fd, e.in_epoll, flags);
   if (err != 0) {
     e.in_epoll = false;
     e.armed = false;
