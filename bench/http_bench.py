@@ -372,17 +372,22 @@ Command: `bench/run_http.sh` (ROUNDS={args.rounds} DURATION={args.duration}).
     if args.no_write:
         print(section)
         return
-    doc = os.path.join(args.root, "docs", "benchmarks.md")
+    write_section(args.root, "http", section)
+
+
+def write_section(root, name, section):
+    """Replaces docs/benchmarks.md's BEGIN/END `name` section (or appends it)."""
+    doc = os.path.join(root, "docs", "benchmarks.md")
     with open(doc) as f:
         text = f.read()
-    pattern = re.compile(r"<!-- BEGIN http .*?<!-- END http -->", re.S)
+    pattern = re.compile(r"<!-- BEGIN " + name + r" .*?<!-- END " + name + r" -->", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     with open(doc, "w") as f:
         f.write(text)
-    print(f"wrote the http section of {doc}")
+    print(f"wrote the {name} section of {doc}")
 
 
 if __name__ == "__main__":

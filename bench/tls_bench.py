@@ -35,7 +35,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from http_bench import cpu_seconds, free_port, median, process_tree, wait_listening  # noqa: E402
+from http_bench import (  # noqa: E402
+    cpu_seconds,
+    free_port,
+    median,
+    process_tree,
+    wait_listening,
+    write_section,
+)
 
 SUITE = "TLS_AES_128_GCM_SHA256"
 SERVER_CPU, LOAD_CPU = "0", "1"
@@ -387,17 +394,7 @@ load: `wrk -t1 -c50 -d{args.duration}s [-H "Connection: close"] https://127.0.0.
     if args.no_write:
         print(section)
         return
-    doc = os.path.join(args.root, "docs", "benchmarks.md")
-    with open(doc) as f:
-        text = f.read()
-    pattern = re.compile(r"<!-- BEGIN tls .*?<!-- END tls -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(doc, "w") as f:
-        f.write(text)
-    print(f"wrote the tls section of {doc}")
+    write_section(args.root, "tls", section)
 
 
 if __name__ == "__main__":
