@@ -4,7 +4,6 @@
 // selector class through one typed test suite (select_selector,
 // poll_selector, epoll_selector, default_selector), plus the pysock-specific
 // guarantees (typed data, key lifetime, refusal after close).
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,6 +26,7 @@
 
 #include <gtest/gtest.h>
 
+#include "support/checks.hpp"
 #include "support/timing.hpp"
 
 #include "pysock/selectors.hpp"
@@ -40,17 +40,9 @@ using pysock::selectable;
 namespace {
 
 using test_support::alarm_storm;
+using test_support::count_open_descriptors;
 using test_support::cpu_seconds;
 using test_support::stopwatch;
-
-int open_descriptors() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int count = 0;
-  while (::readdir(dir) != nullptr) ++count;
-  ::closedir(dir);
-  return count;
-}
 
 // Raises the soft RLIMIT_NOFILE towards `wanted` (never above the hard
 // limit). Returns the soft limit in force afterwards.
@@ -653,14 +645,14 @@ TYPED_TEST(selectors, destruction_releases_every_descriptor) {
   auto rd_wr_pair = pysock::socketpair();
   [[maybe_unused]] auto& rd = rd_wr_pair.first;
   [[maybe_unused]] auto& wr = rd_wr_pair.second;
-  const int before = open_descriptors();
+  const int before = count_open_descriptors();
   {
     TypeParam s;
     s.register_(rd, EVENT_READ);
     s.register_(wr, EVENT_WRITE);
     (void)s.select(0s);
   }
-  EXPECT_EQ(open_descriptors(), before);
+  EXPECT_EQ(count_open_descriptors(), before);
 }
 
 // ---------------------------------------------------------------------------
