@@ -535,7 +535,9 @@ event_loop& get_running_loop() {
 // Construction and destruction
 // ---------------------------------------------------------------------------
 
-event_loop::event_loop(loop_options options) : backend_(choose_backend(options.backend)) {
+event_loop::event_loop(loop_options options)
+    : backend_(choose_backend(options.backend)),
+      receive_scratch_(std::make_unique_for_overwrite<std::byte[]>(receive_scratch_size)) {
   sigemptyset(&signal_mask_);
   sigemptyset(&blocked_before_);
 #ifdef PYSOCK_HAVE_IO_URING

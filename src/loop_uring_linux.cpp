@@ -34,6 +34,7 @@
 // received message is never dropped by a late cancel.
 #include <liburing.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -54,10 +55,18 @@ struct uring {
   struct completion {
     std::uint64_t user_data;
     int res;
+    unsigned flags;
   };
   // Completions consumed while waiting for a withdrawn request's own one.
   std::deque<completion> deferred;
   bool signals_watched = false;
+
+  // Provided buffers (Linux 5.19+): sock_recv's requests name this group
+  // instead of a buffer, and the kernel takes one only when data arrives, so
+  // 10,000 coroutines waiting in sock_recv hold no memory. Null where the
+  // kernel refuses the registration: each request then brings its own.
+  io_uring_buf_ring* buffer_ring = nullptr;
+  std::byte* buffers = nullptr;
 };
 
 int ring_fd(const uring* ring) noexcept { return ring->ring.ring_fd; }
@@ -72,6 +81,55 @@ constexpr std::uint64_t tag_ignore = 3;  // cancel requests: their own result is
 constexpr unsigned kEntries = 256;     // submission queue
 constexpr unsigned kCqEntries = 4096;  // completion queue: 1,000s of waits complete at once
 constexpr unsigned kMaxPerIteration = 4096;
+
+// The provided buffers: touched a page at a time, so small messages cost
+// kProvidedBuffers pages of memory, and 64 KiB reads need 4 receives.
+constexpr unsigned kProvidedBuffers = 128;  // a power of two
+constexpr std::size_t kProvidedBufferSize = 16 * 1024;
+constexpr int kBufferGroup = 0;
+
+std::size_t buffer_ring_bytes() noexcept { return kProvidedBuffers * sizeof(io_uring_buf); }
+
+void release_buffer_ring(uring& r) noexcept {
+  if (r.buffer_ring == nullptr) return;
+  io_uring_unregister_buf_ring(&r.ring, kBufferGroup);
+  ::munmap(r.buffer_ring, buffer_ring_bytes());
+  ::munmap(r.buffers, kProvidedBuffers * kProvidedBufferSize);
+  r.buffer_ring = nullptr;
+  r.buffers = nullptr;
+}
+
+// Registers the provided buffers; false (and nothing held) if the kernel or
+// the memory says no.
+bool setup_buffer_ring(uring& r) noexcept {
+  void* ring_mem = ::mmap(nullptr, buffer_ring_bytes(), PROT_READ | PROT_WRITE,
+                          MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (ring_mem == MAP_FAILED) return false;
+  void* buffer_mem = ::mmap(nullptr, kProvidedBuffers * kProvidedBufferSize, PROT_READ | PROT_WRITE,
+                            MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (buffer_mem == MAP_FAILED) {
+    ::munmap(ring_mem, buffer_ring_bytes());
+    return false;
+  }
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<std::uintptr_t>(ring_mem);
+  reg.ring_entries = kProvidedBuffers;
+  reg.bgid = kBufferGroup;
+  if (io_uring_register_buf_ring(&r.ring, &reg, 0) != 0) {
+    ::munmap(ring_mem, buffer_ring_bytes());
+    ::munmap(buffer_mem, kProvidedBuffers * kProvidedBufferSize);
+    return false;
+  }
+  r.buffer_ring = static_cast<io_uring_buf_ring*>(ring_mem);
+  r.buffers = static_cast<std::byte*>(buffer_mem);
+  io_uring_buf_ring_init(r.buffer_ring);
+  const int mask = io_uring_buf_ring_mask(kProvidedBuffers);
+  for (unsigned i = 0; i < kProvidedBuffers; ++i)
+    io_uring_buf_ring_add(r.buffer_ring, r.buffers + i * kProvidedBufferSize, kProvidedBufferSize,
+                          static_cast<unsigned short>(i), mask, static_cast<int>(i));
+  io_uring_buf_ring_advance(r.buffer_ring, static_cast<int>(kProvidedBuffers));
+  return true;
+}
 
 // Verdicts of a completion.
 constexpr int finished = 0;
@@ -128,11 +186,13 @@ bool event_loop::ring_open(std::string& why) {
     why = "io_uring lacks an operation pysock needs (poll, cancel, recv, send: Linux < 5.6)";
     return false;
   }
+  detail::setup_buffer_ring(*r);
   ring_ = r.release();
   return true;
 }
 
 void event_loop::ring_close() noexcept {
+  detail::release_buffer_ring(*ring_);
   io_uring_queue_exit(&ring_->ring);
   delete ring_;
   ring_ = nullptr;
@@ -178,7 +238,20 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
       }
       case op_kind::recv: {
         auto* o = static_cast<recv_op*>(op);
-        io_uring_prep_recv(sqe, op->fd, o->data_.data(), o->data_.size(), 0);
+        // A datagram longer than a provided buffer would be cut: those,
+        // and a receive whose last request found every buffer taken
+        // (selected_ still set after ENOBUFS), bring their own.
+        o->selected_ = ring_->buffer_ring != nullptr && !o->selected_ &&
+                       (o->stream_ || o->want_ <= detail::kProvidedBufferSize) && o->data_.empty();
+        if (o->selected_) {
+          io_uring_prep_recv(sqe, op->fd, nullptr, std::min(o->want_, detail::kProvidedBufferSize),
+                             0);
+          sqe->flags |= IOSQE_BUFFER_SELECT;
+          sqe->buf_group = detail::kBufferGroup;
+        } else {
+          o->data_.resize(o->want_);
+          io_uring_prep_recv(sqe, op->fd, o->data_.data(), o->data_.size(), 0);
+        }
         break;
       }
       case op_kind::sendall: {
@@ -201,8 +274,37 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
   ++ring_in_flight_;
 }
 
-int event_loop::ring_finish_native(detail::io_op* op, int res) noexcept {
+void event_loop::ring_recycle_buffer(unsigned flags) noexcept {
+  if ((flags & IORING_CQE_F_BUFFER) == 0 || ring_->buffer_ring == nullptr) return;
+  const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+  io_uring_buf_ring_add(ring_->buffer_ring, ring_->buffers + id * detail::kProvidedBufferSize,
+                        detail::kProvidedBufferSize, static_cast<unsigned short>(id),
+                        io_uring_buf_ring_mask(detail::kProvidedBuffers), 0);
+  io_uring_buf_ring_advance(ring_->buffer_ring, 1);
+}
+
+int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) noexcept {
   using detail::op_kind;
+  if (op->kind == op_kind::recv && static_cast<recv_op*>(op)->selected_) {
+    auto* o = static_cast<recv_op*>(op);
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0) {
+      const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+      try {
+        o->data_.assign(
+            reinterpret_cast<const char*>(ring_->buffers + id * detail::kProvidedBufferSize),
+            static_cast<std::size_t>(res));
+      } catch (const std::bad_alloc&) {
+        o->ec = std::make_error_code(std::errc::not_enough_memory);
+      }
+      ring_recycle_buffer(flags);
+      return detail::finished;
+    }
+    ring_recycle_buffer(flags);
+    // Every provided buffer is in use (a burst on many connections): this
+    // receive brings its own buffer instead.
+    if (res == -ENOBUFS) return detail::again_native;
+    o->selected_ = false;
+  }
   if (res >= 0) {
     const auto n = static_cast<std::size_t>(res);
     switch (op->kind) {
@@ -229,13 +331,13 @@ int event_loop::ring_finish_native(detail::io_op* op, int res) noexcept {
   return detail::finished;
 }
 
-int event_loop::ring_withdraw(std::uint64_t user_data) noexcept {
+event_loop::ring_result event_loop::ring_withdraw(std::uint64_t user_data) noexcept {
   detail::uring& r = *ring_;
   for (auto it = r.deferred.begin(); it != r.deferred.end(); ++it) {
     if (it->user_data == user_data) {
-      const int res = it->res;
+      const ring_result result{it->res, it->flags};
       r.deferred.erase(it);
-      return res;
+      return result;
     }
   }
   io_uring_sqe* sqe = io_uring_get_sqe(&r.ring);
@@ -258,9 +360,9 @@ int event_loop::ring_withdraw(std::uint64_t user_data) noexcept {
     }
     io_uring_cqe* cqe = nullptr;
     while (io_uring_peek_cqe(&r.ring, &cqe) == 0 && cqe != nullptr) {
-      const detail::uring::completion c{cqe->user_data, cqe->res};
+      const detail::uring::completion c{cqe->user_data, cqe->res, cqe->flags};
       io_uring_cqe_seen(&r.ring, cqe);
-      if (c.user_data == user_data) return c.res;
+      if (c.user_data == user_data) return {c.res, c.flags};
       if (c.user_data != detail::tag_ignore && c.user_data != LIBURING_UDATA_TIMEOUT)
         r.deferred.push_back(c);
     }
@@ -269,7 +371,8 @@ int event_loop::ring_withdraw(std::uint64_t user_data) noexcept {
 
 void event_loop::ring_abandon(detail::io_op* op) noexcept {
   if (!op->in_ring) return;
-  ring_withdraw(detail::user_data_of(op));  // its result goes with the frame
+  // Its result goes with the frame; a provided buffer it took goes back.
+  ring_recycle_buffer(ring_withdraw(detail::user_data_of(op)).flags);
   op->in_ring = false;
   --ring_in_flight_;
 }
@@ -281,7 +384,8 @@ bool event_loop::ring_cancel(detail::cancel_slot* slot) noexcept {
   if (!op->waiting) return false;  // completed: its result must reach the task
   event_loop* loop = op->loop;
   if (op->in_ring) {
-    const int res = loop->ring_withdraw(detail::user_data_of(op));
+    const ring_result withdrawn = loop->ring_withdraw(detail::user_data_of(op));
+    const int res = withdrawn.res;
     op->in_ring = false;
     --loop->ring_in_flight_;
     if (res != -ECANCELED) {
@@ -290,7 +394,7 @@ bool event_loop::ring_cancel(detail::cancel_slot* slot) noexcept {
       // next wait.
       int verdict;
       if (op->ring_native) {
-        verdict = loop->ring_finish_native(op, res);
+        verdict = loop->ring_finish_native(op, res, withdrawn.flags);
       } else if (res < 0) {
         op->ec.assign(-res, std::system_category());
         verdict = detail::finished;
@@ -314,7 +418,7 @@ bool event_loop::ring_cancel(detail::cancel_slot* slot) noexcept {
   return true;
 }
 
-void event_loop::ring_event(std::uint64_t user_data, int res) {
+void event_loop::ring_event(std::uint64_t user_data, int res, unsigned flags) {
   if (user_data == detail::tag_wake) {
     drain_remote();
     ring_watch(wake_fd_, false);
@@ -341,7 +445,7 @@ void event_loop::ring_event(std::uint64_t user_data, int res) {
   }
   int verdict;
   if (op->ring_native) {
-    verdict = ring_finish_native(op, res);
+    verdict = ring_finish_native(op, res, flags);
   } else if (res < 0 && res != -EINTR) {
     op->ec.assign(-res, std::system_category());  // e.g. EBADF: closed under the wait
     verdict = detail::finished;
@@ -387,7 +491,7 @@ void event_loop::ring_poll(int timeout_ms) {
   while (!r.deferred.empty()) {
     const detail::uring::completion c = r.deferred.front();
     r.deferred.pop_front();
-    ring_event(c.user_data, c.res);
+    ring_event(c.user_data, c.res, c.flags);
   }
   // One completion at a time, each marked seen before it is dispatched, so a
   // withdraw made by the resumed coroutine finds the rest still in the ring.
@@ -396,8 +500,9 @@ void event_loop::ring_poll(int timeout_ms) {
     if (io_uring_peek_cqe(&r.ring, &cqe) != 0 || cqe == nullptr) break;
     const std::uint64_t user_data = cqe->user_data;
     const int res = cqe->res;
+    const unsigned flags = cqe->flags;
     io_uring_cqe_seen(&r.ring, cqe);
-    ring_event(user_data, res);
+    ring_event(user_data, res, flags);
   }
 }
 

@@ -34,6 +34,55 @@ struct loop_access {
 
 namespace {
 constexpr std::size_t kReadChunk = 16 * 1024;
+// Chunks a thread keeps for reuse: enough for the streams that receive in
+// one burst of events, few enough that an idle server holds ~0.5 MiB.
+constexpr std::size_t kPooledChunks = 32;
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PYSOCK_STREAMS_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define PYSOCK_STREAMS_ASAN 1
+#endif
+
+// Read chunks of the streams of one thread (one loop). A stream holds a
+// chunk only while it has unread bytes, so 10,000 idle connections cost no
+// read buffers: 160 MiB otherwise.
+struct chunk_pool {
+  char* chunks[kPooledChunks] = {};
+  std::size_t count = 0;
+  chunk_pool() = default;
+  chunk_pool(const chunk_pool&) = delete;
+  chunk_pool& operator=(const chunk_pool&) = delete;
+  ~chunk_pool();
+};
+// Set once the thread's pool is gone: streams destroyed later (by other
+// thread_local destructors) give their chunk straight back to the heap.
+thread_local bool chunk_pool_gone = false;
+thread_local chunk_pool pool;
+chunk_pool::~chunk_pool() {
+  while (count > 0) ::operator delete(chunks[--count]);
+  chunk_pool_gone = true;
+}
+
+char* take_chunk() {
+#ifndef PYSOCK_STREAMS_ASAN  // under ASan every chunk is fresh: a stale use is reported
+  if (!chunk_pool_gone && pool.count > 0) return pool.chunks[--pool.count];
+#endif
+  return static_cast<char*>(::operator new(kReadChunk));
+}
+
+void give_chunk(char* chunk) noexcept {
+#ifndef PYSOCK_STREAMS_ASAN
+  if (!chunk_pool_gone && pool.count < kPooledChunks) {
+    pool.chunks[pool.count++] = chunk;
+    return;
+  }
+#endif
+  ::operator delete(chunk);
+}
 
 ssize_t retry_send(int fd, const char* data, std::size_t size) noexcept {
   ssize_t n;
@@ -62,8 +111,10 @@ struct stream_transport {
   std::size_t high_water;
   std::size_t low_water;
 
-  // Read side: the bytes not yet consumed are rbuf[rbeg, rend).
-  std::string rbuf;
+  // Read side: the bytes not yet consumed are rbuf[rbeg, rend). rbuf is
+  // null while nothing is unread (see chunk_pool); rcap is its size.
+  char* rbuf = nullptr;
+  std::size_t rcap = 0;
   std::size_t rbeg = 0;
   std::size_t rend = 0;
   bool eof = false;
@@ -102,6 +153,7 @@ struct stream_transport {
   stream_transport(const stream_transport&) = delete;
   stream_transport& operator=(const stream_transport&) = delete;
   ~stream_transport() {
+    drop_read_buffer();
     if (!closed) {
       closed = true;
       loop_access::detach(*loop, fd);
@@ -110,12 +162,53 @@ struct stream_transport {
   }
 
   std::size_t available() const noexcept { return rend - rbeg; }
-  std::string_view buffered() const noexcept { return {rbuf.data() + rbeg, rend - rbeg}; }
+  std::string_view buffered() const noexcept { return {rbuf + rbeg, rend - rbeg}; }
   bytes take(std::size_t n) {
-    bytes out(rbuf.data() + rbeg, n);
-    rbeg += n;
-    if (rbeg == rend) rbeg = rend = 0;
+    bytes out(rbuf + rbeg, n);
+    consume(n);
     return out;
+  }
+  void consume(std::size_t n) noexcept {
+    rbeg += n;
+    if (rbeg == rend) release_read_buffer();
+  }
+  // Gives the buffer back once everything in it has been read.
+  void release_read_buffer() noexcept {
+    if (rbeg != rend) return;
+    rbeg = rend = 0;
+    drop_read_buffer();
+  }
+  void drop_read_buffer() noexcept {
+    if (rbuf == nullptr) return;
+    if (rcap == kReadChunk)
+      give_chunk(rbuf);
+    else
+      ::operator delete(rbuf);
+    rbuf = nullptr;
+    rcap = 0;
+  }
+  // Room to receive into: a chunk, the unread bytes moved to the front, or a
+  // buffer twice as big when it is full of unread bytes (a long line).
+  void make_room() {
+    if (rbuf == nullptr) {
+      rbuf = take_chunk();
+      rcap = kReadChunk;
+      rbeg = rend = 0;
+      return;
+    }
+    if (rend < rcap) return;
+    if (rbeg > 0) {
+      std::memmove(rbuf, rbuf + rbeg, rend - rbeg);
+      rend -= rbeg;
+      rbeg = 0;
+      return;
+    }
+    const std::size_t bigger_size = rcap * 2;
+    char* bigger = static_cast<char*>(::operator new(bigger_size));
+    std::memcpy(bigger, rbuf, rend);
+    drop_read_buffer();
+    rbuf = bigger;
+    rcap = bigger_size;
   }
   std::size_t pending_write() const noexcept { return wbuf.size() - wbeg; }
 
@@ -126,30 +219,28 @@ struct stream_transport {
       eof = true;
       return true;
     }
-    if (rbeg == rend) rbeg = rend = 0;
-    if (rend == rbuf.size()) {
-      if (rbeg > 0) {  // compact: move the unread bytes to the front
-        std::memmove(rbuf.data(), rbuf.data() + rbeg, rend - rbeg);
-        rend -= rbeg;
-        rbeg = 0;
-      } else {  // full of unread bytes (a long line): grow
-        rbuf.resize(std::max(kReadChunk, rbuf.size() * 2));
-      }
+    try {
+      make_room();
+    } catch (const std::bad_alloc&) {
+      read_error = std::make_error_code(std::errc::not_enough_memory);
+      return true;
     }
     if (codec != nullptr) return codec_fill();
     ssize_t n;
-    do n = ::recv(fd, rbuf.data() + rend, rbuf.size() - rend, 0);
+    do n = ::recv(fd, rbuf + rend, rcap - rend, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
       rend += static_cast<std::size_t>(n);
       return true;
     }
+    const int err = errno;
+    release_read_buffer();  // nothing came: wait without a buffer
     if (n == 0) {
       eof = true;
       return true;
     }
-    if (would_block(errno)) return false;
-    read_error = last_error();
+    if (would_block(err)) return false;
+    read_error.assign(err, std::system_category());
     return true;
   }
 
@@ -157,15 +248,16 @@ struct stream_transport {
     std::size_t n = 0;
     std::error_code ec;
     wire.clear();
-    const auto r =
-        codec->receive(fd, mutable_buffer(rbuf.data() + rend, rbuf.size() - rend), n, wire, ec);
+    const auto r = codec->receive(fd, mutable_buffer(rbuf + rend, rcap - rend), n, wire, ec);
     // Not once closing: a failed send would then close the stream under this
     // very fill.
     if (!wire.empty() && !closing && !closed && !write_error) send_wire(wire);
+    if (r == stream_codec::result::data) {
+      rend += n;
+      return true;
+    }
+    release_read_buffer();  // nothing came: wait, or end, without a buffer
     switch (r) {
-      case stream_codec::result::data:
-        rend += n;
-        return true;
       case stream_codec::result::wait:
         return false;
       case stream_codec::result::eof:
@@ -174,6 +266,7 @@ struct stream_transport {
       case stream_codec::result::error:
         read_error = ec;
         return true;
+      case stream_codec::result::data:
       case stream_codec::result::ready:
         return true;
     }
@@ -206,7 +299,11 @@ struct stream_transport {
       }
       wbeg += static_cast<std::size_t>(n);
     }
-    wbuf.clear();
+    // A backlog once grew the buffer; a quiet connection should not keep it.
+    if (wbuf.capacity() > kReadChunk)
+      std::string().swap(wbuf);
+    else
+      wbuf.clear();
     wbeg = 0;
     return true;
   }
@@ -359,7 +456,7 @@ task<bytes> do_read(std::shared_ptr<stream_transport> t, std::ptrdiff_t n) {
     bytes all;
     for (;;) {
       all.append(t->buffered());
-      t->rbeg = t->rend = 0;
+      t->consume(t->available());
       if (t->eof) co_return all;
       co_await fill_awaiter(t.get());
     }
@@ -426,9 +523,10 @@ task<std::size_t> do_read_into(std::shared_ptr<stream_transport> t, mutable_buff
   if (buffer.empty()) co_return 0;
   if (t->available() == 0 && !t->eof) co_await fill_awaiter(t.get());
   const std::size_t n = std::min(t->available(), buffer.size());
-  std::memcpy(buffer.data(), t->rbuf.data() + t->rbeg, n);
-  t->rbeg += n;
-  if (t->rbeg == t->rend) t->rbeg = t->rend = 0;
+  if (n > 0) {
+    std::memcpy(buffer.data(), t->rbuf + t->rbeg, n);
+    t->consume(n);
+  }
   co_return n;
 }
 
@@ -454,7 +552,7 @@ const std::shared_ptr<stream_transport>& stream_hooks::transport(const stream_wr
 }
 void stream_hooks::set_codec(stream_transport& t, std::unique_ptr<stream_codec> codec) {
   if (t.available() > 0) codec->feed(t.buffered());
-  t.rbeg = t.rend = 0;
+  t.consume(t.available());
   t.codec = std::move(codec);
 }
 stream_codec* stream_hooks::codec(const stream_transport& t) noexcept { return t.codec.get(); }

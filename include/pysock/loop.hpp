@@ -500,6 +500,10 @@ class event_loop {
   /// A read of a stream socket returned less than asked: the receive queue
   /// was empty at that moment, and the edge-triggered registration reports
   /// whatever arrives after it.
+  /// Where sock_recv receives before it knows the size of what came: one
+  /// per loop, so a waiting sock_recv holds no buffer.
+  static constexpr std::size_t receive_scratch_size = 64 * 1024;
+  std::byte* receive_scratch() noexcept { return receive_scratch_.get(); }
   void note_short_read(int fd) noexcept {
     const auto i = static_cast<std::size_t>(fd);
     if (i < fds_.size() && fds_[i].edge && !fds_[i].hung_up) fds_[i].maybe_readable = false;
@@ -566,11 +570,16 @@ class event_loop {
   bool ring_open(std::string& why);
   void ring_close() noexcept;
   void ring_arm(detail::io_op* op, bool native);
-  int ring_withdraw(std::uint64_t user_data) noexcept;
+  struct ring_result {
+    int res;
+    unsigned flags;  // the CQE's: which provided buffer a receive used
+  };
+  ring_result ring_withdraw(std::uint64_t user_data) noexcept;
   void ring_abandon(detail::io_op* op) noexcept;
   void ring_poll(int timeout_ms);
-  void ring_event(std::uint64_t user_data, int res);
-  int ring_finish_native(detail::io_op* op, int res) noexcept;
+  void ring_event(std::uint64_t user_data, int res, unsigned flags);
+  int ring_finish_native(detail::io_op* op, int res, unsigned flags) noexcept;
+  void ring_recycle_buffer(unsigned flags) noexcept;
   void ring_watch(int fd, bool signals);
   void ring_unwatch_signals() noexcept;
   static bool ring_cancel(detail::cancel_slot* slot) noexcept;
@@ -600,6 +609,7 @@ class event_loop {
   std::size_t ring_in_flight_ = 0;
   std::vector<detail::fd_entry> fds_;
   std::size_t active_fds_ = 0;
+  std::unique_ptr<std::byte[]> receive_scratch_;
 
   std::shared_ptr<detail::loop_remote> remote_;
   int wake_fd_ = -1;
@@ -726,16 +736,32 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
   friend class event_loop;  // the io_uring backend fills in results
   static constexpr bool submitted_directly = true;
   static constexpr bool stream_read = true;
-  recv_op(event_loop& l, int descriptor, std::size_t n, bool stream)
-      : io_awaiter(l, detail::op_kind::recv, false, descriptor), stream_(stream), data_(n, '\0') {}
+  recv_op(event_loop& l, int descriptor, std::size_t n, bool stream) noexcept
+      : io_awaiter(l, detail::op_kind::recv, false, descriptor), stream_(stream), want_(n) {}
+  // The bytes object is made once data has come, at its size: a coroutine
+  // waiting here holds no buffer, so idle connections cost none.
   bool perform() noexcept {
-    if (data_.empty()) return true;  // Python: recv(0) is b'' without a system call
-    const std::size_t want = data_.size();
-    const ssize_t n = retry([&] { return ::recv(fd, data_.data(), want, 0); });
-    if (n >= 0) {
-      data_.resize(static_cast<std::size_t>(n));
-      if (stream_ && n > 0 && static_cast<std::size_t>(n) < want) loop->note_short_read(fd);
+    if (want_ == 0) return true;  // Python: recv(0) is b'' without a system call
+    ssize_t n;
+    try {
+      if (want_ <= event_loop::receive_scratch_size) {
+        std::byte* scratch = loop->receive_scratch();
+        n = retry([&] { return ::recv(fd, scratch, want_, 0); });
+        if (n > 0)
+          data_.assign(reinterpret_cast<const char*>(scratch), static_cast<std::size_t>(n));
+      } else {
+        data_.resize(want_);
+        n = retry([&] { return ::recv(fd, data_.data(), want_, 0); });
+        if (n >= 0)
+          data_.resize(static_cast<std::size_t>(n));
+        else
+          bytes().swap(data_);
+      }
+    } catch (const std::bad_alloc&) {
+      ec = std::make_error_code(std::errc::not_enough_memory);
+      return true;
     }
+    if (n > 0 && stream_ && static_cast<std::size_t>(n) < want_) loop->note_short_read(fd);
     return finish(n);
   }
   bytes await_resume() {
@@ -746,6 +772,8 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
   bool stream_;  // SOCK_STREAM: a short read means the queue was empty
 
  private:
+  std::size_t want_;
+  bool selected_ = false;  // io_uring: the kernel picks one of the loop's buffers
   bytes data_;
 };
 
