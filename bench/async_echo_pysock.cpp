@@ -11,13 +11,17 @@
 //           while n := await loop.sock_recv_into(conn, buf):
 //               await loop.sock_sendall(conn, memoryview(buf)[:n])
 //
+//   --mode sock-recv: the same with loop.sock_recv(conn, 65536), which makes
+//     its bytes when data has come (Python's sock_recv): a waiting connection
+//     holds no buffer, the style for many mostly idle connections.
+//
 //   --mode streams: start_server + stream_reader::read_into (the
 //     allocation-free read) + stream_writer::write + drain.
 //
 //   --mode streams-read: the same with reader.read(65536) (allocates a bytes
 //     per message, as Python's reader.read does).
 //
-// usage: async_echo_pysock [--port P] [--mode sock|streams|streams-read]
+// usage: async_echo_pysock [--port P] [--mode sock|sock-recv|streams|streams-read]
 //                          [--buffer BYTES] [--count N]
 //   listens on 127.0.0.1 only; prints "listening on 127.0.0.1:PORT";
 //   --count N returns after N connections have closed (so callgrind can write
@@ -60,12 +64,31 @@ pysock::task<void> handle(pysock::socket conn) {
   connection_closed();
 }
 
+pysock::task<void> handle_allocating(pysock::socket conn) {
+  pysock::event_loop& loop = pysock::get_running_loop();
+  try {
+    for (;;) {
+      const pysock::bytes data = co_await loop.sock_recv(conn, 65536);
+      if (data.empty()) break;
+      co_await loop.sock_sendall(conn, data);
+    }
+  } catch (const pysock::connection_error&) {
+  }
+  conn.close();
+  connection_closed();
+}
+
+bool g_sock_allocating = false;
+
 pysock::task<void> accept_loop(pysock::socket& listener) {
   pysock::event_loop& loop = pysock::get_running_loop();
   for (;;) {
     auto [conn, addr] = co_await loop.sock_accept(listener);
     conn.setsockopt(pysock::tcp_nodelay, true);
-    loop.create_task(handle(std::move(conn)));
+    if (g_sock_allocating)
+      loop.create_task(handle_allocating(std::move(conn)));
+    else
+      loop.create_task(handle(std::move(conn)));
   }
 }
 
@@ -126,7 +149,7 @@ pysock::task<void> serve_streams(int port) {
 }
 
 [[noreturn]] void usage() {
-  std::cerr << "usage: async_echo_pysock [--port P] [--mode sock|streams|streams-read]"
+  std::cerr << "usage: async_echo_pysock [--port P] [--mode sock|sock-recv|streams|streams-read]"
                " [--buffer BYTES] [--count N]\n";
   std::exit(2);
 }
@@ -153,7 +176,8 @@ int main(int argc, char** argv) {
   }
   if (g_buffer == 0) usage();
   try {
-    if (mode == "sock") {
+    if (mode == "sock" || mode == "sock-recv") {
+      g_sock_allocating = mode == "sock-recv";
       pysock::run(serve_sock(port));
     } else if (mode == "streams" || mode == "streams-read") {
       g_read_allocating = mode == "streams-read";

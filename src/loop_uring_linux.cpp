@@ -9,7 +9,9 @@
 // the waiting coroutine's frame or in a stream's transport):
 //   sock_recv / sock_recv_into   IORING_OP_RECV at once (no recv() first: the
 //                                completion brings the data, one request and
-//                                no readiness round trip)
+//                                no readiness round trip); sock_recv names the
+//                                loop's provided-buffer ring instead of a
+//                                buffer, so a waiting sock_recv holds none
 //   sock_sendall                 IORING_OP_SEND at once, again for the rest
 //                                after a partial send (measured: at 1,000
 //                                connections sending inside the batched
@@ -229,6 +231,15 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
   using detail::op_kind;
   io_uring_sqe* sqe = next_sqe(&ring_->ring);
   native = native && detail::has_native_request(op->kind);
+  if (native && op->kind == op_kind::recv) {
+    // sock_recv takes a provided buffer; where it cannot (no buffer ring, or
+    // a datagram that might be longer than one) it waits for readiness and
+    // receives through the loop's scratch buffer, as on epoll: never a
+    // buffer of its own while it waits.
+    const auto* o = static_cast<const recv_op*>(op);
+    native =
+        ring_->buffer_ring != nullptr && (o->stream_ || o->want_ <= detail::kProvidedBufferSize);
+  }
   if (native) {
     switch (op->kind) {
       case op_kind::recv_into: {
@@ -238,20 +249,10 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
       }
       case op_kind::recv: {
         auto* o = static_cast<recv_op*>(op);
-        // A datagram longer than a provided buffer would be cut: those,
-        // and a receive whose last request found every buffer taken
-        // (selected_ still set after ENOBUFS), bring their own.
-        o->selected_ = ring_->buffer_ring != nullptr && !o->selected_ &&
-                       (o->stream_ || o->want_ <= detail::kProvidedBufferSize) && o->data_.empty();
-        if (o->selected_) {
-          io_uring_prep_recv(sqe, op->fd, nullptr, std::min(o->want_, detail::kProvidedBufferSize),
-                             0);
-          sqe->flags |= IOSQE_BUFFER_SELECT;
-          sqe->buf_group = detail::kBufferGroup;
-        } else {
-          o->data_.resize(o->want_);
-          io_uring_prep_recv(sqe, op->fd, o->data_.data(), o->data_.size(), 0);
-        }
+        io_uring_prep_recv(sqe, op->fd, nullptr, std::min(o->want_, detail::kProvidedBufferSize),
+                           0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = detail::kBufferGroup;
         break;
       }
       case op_kind::sendall: {
@@ -285,7 +286,7 @@ void event_loop::ring_recycle_buffer(unsigned flags) noexcept {
 
 int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) noexcept {
   using detail::op_kind;
-  if (op->kind == op_kind::recv && static_cast<recv_op*>(op)->selected_) {
+  if (op->kind == op_kind::recv) {  // always a provided-buffer request
     auto* o = static_cast<recv_op*>(op);
     if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0) {
       const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
@@ -300,19 +301,22 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
       return detail::finished;
     }
     ring_recycle_buffer(flags);
-    // Every provided buffer is in use (a burst on many connections): this
-    // receive brings its own buffer instead.
-    if (res == -ENOBUFS) return detail::again_native;
-    o->selected_ = false;
+    // Every provided buffer was taken (a burst on many connections): the
+    // data is there, so a readiness wait ends at once and the receive goes
+    // through the scratch buffer. (A request with its own buffer here would
+    // allocate n bytes for each of thousands of receives at once, memory the
+    // heap keeps afterwards.)
+    if (res == -ENOBUFS) return detail::again_poll;
+    if (res >= 0) {  // EOF (a byte count always comes with its buffer)
+      o->data_.clear();
+      return detail::finished;
+    }
   }
   if (res >= 0) {
     const auto n = static_cast<std::size_t>(res);
     switch (op->kind) {
       case op_kind::recv_into:
         static_cast<recv_into_op*>(op)->result_ = n;
-        return detail::finished;
-      case op_kind::recv:
-        static_cast<recv_op*>(op)->data_.resize(n);
         return detail::finished;
       case op_kind::sendall: {
         auto* o = static_cast<sendall_op*>(op);

@@ -773,7 +773,6 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
 
  private:
   std::size_t want_;
-  bool selected_ = false;  // io_uring: the kernel picks one of the loop's buffers
   bytes data_;
 };
 
