@@ -30,7 +30,7 @@ const std::map<std::string, std::string> usage_lines = {
     {"", "usage: pysock [-h] {http.server,echo-server,echo-client,connect,listen} ..."},
     {"http.server",
      "usage: pysock http.server [-h] [-b ADDR] [-d DIR] [--threads N] [--loop epoll|io_uring] "
-     "[--certfile FILE --keyfile FILE] [port]"},
+     "[--certfile FILE --keyfile FILE [--ciphers LIST] [--ciphersuites LIST]] [port]"},
     {"echo-server", "usage: pysock echo-server [-h] [-b ADDR] [--threads N] [port]"},
     {"echo-client", "usage: pysock echo-client [-h] host port [message]"},
     {"connect",
@@ -112,6 +112,12 @@ int main(int argc, char** argv) {
                        "Serve HTTPS with this PEM certificate (chain); needs --keyfile");
   http_cmd->add_option("--keyfile", http.keyfile,
                        "The PEM private key of --certfile; needs --certfile");
+  http_cmd->add_option("--ciphers", http.ciphers,
+                       "With --certfile: the TLS 1.2 cipher list (OpenSSL's syntax, "
+                       "SSLContext.set_ciphers)");
+  http_cmd->add_option("--ciphersuites", http.ciphersuites,
+                       "With --certfile: the TLS 1.3 suites, colon-separated in order of "
+                       "preference (\"\" turns TLS 1.3 off)");
 
   echo_server_args echo_server;
   CLI::App* echo_server_cmd =
@@ -184,6 +190,8 @@ int main(int argc, char** argv) {
         return usage_error("http.server", "--certfile and --keyfile go together");
       if (!http.certfile.empty() && http.transport == "threads")
         return usage_error("http.server", "--certfile needs the event loop transport");
+      if (http.certfile.empty() && (http.ciphers || http.ciphersuites))
+        return usage_error("http.server", "--ciphers and --ciphersuites need --certfile");
       return run_http_server(http);
     }
     if (echo_server_cmd->parsed()) return run_echo_server(echo_server);

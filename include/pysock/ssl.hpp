@@ -323,12 +323,34 @@ class ssl_context {
   /// load_cert_chain(certfile, keyfile=None, password=None): PEM files; the
   /// key may sit in certfile. Throws ssl_error (with OpenSSL's reason, e.g.
   /// "[PEM: NO_START_LINE]") or file_not_found_error for a missing file.
+  /// `password` decrypts an encrypted key ("openssl pkey -aes256"); a wrong
+  /// one is ssl_error ("[PROV: BAD_DECRYPT]"), none for an encrypted key
+  /// ssl_error too: OpenSSL's terminal prompt is never used. A password
+  /// longer than OpenSSL's PEM buffer (1024 bytes) is std::invalid_argument
+  /// ("password cannot be longer than 1024 bytes"), as Python's ValueError;
+  /// like Python, the password is only looked at when the key is encrypted.
   void load_cert_chain(const std::string& certfile, const std::string& keyfile = {},
                        const std::optional<std::string>& password = std::nullopt);
+  /// Python's callable password: called (at most once per encrypted PEM
+  /// block) only when the key is encrypted. An exception it throws comes
+  /// out of load_cert_chain unchanged, as in Python.
+  using password_callback_type = std::function<std::string()>;
+  void load_cert_chain(const std::string& certfile, const std::string& keyfile,
+                       const password_callback_type& password);
   /// load_verify_locations(cafile, capath, cadata): trust these CAs. At least
-  /// one must be given (std::invalid_argument otherwise). cadata is PEM text.
+  /// one must be given (std::invalid_argument otherwise). cadata is PEM text
+  /// (Python's str form): one or more certificates; text that holds none,
+  /// or a broken certificate after good ones, is ssl_error. capath is a
+  /// folder prepared by `openssl rehash` (c_rehash): looked up during each
+  /// verification, so a missing or empty folder fails only then.
   void load_verify_locations(const std::string& cafile, const std::string& capath = {},
                              const std::string& cadata = {});
+  /// load_verify_locations(cadata=b"...") with bytes: DER certificates, one
+  /// after another (Python tells the two cadata forms apart by str/bytes; a
+  /// C++ std::string is both, so DER has its own name). Empty is
+  /// std::invalid_argument ("Empty certificate data"), bytes that are not
+  /// DER certificates ssl_error.
+  void load_verify_locations_der(std::string_view cadata);
   /// The system's trust store (/etc/ssl/certs on Debian).
   void set_default_verify_paths();
   /// load_default_certs(purpose): set_default_verify_paths(), as on Linux.
@@ -347,6 +369,16 @@ class ssl_context {
   /// set_ciphers(): an OpenSSL cipher string for TLS 1.2 and below; throws
   /// ssl_error("No cipher can be selected.") when it selects none.
   void set_ciphers(const std::string& ciphers);
+  /// The TLS 1.3 cipher suites, OpenSSL's SSL_CTX_set_ciphersuites():
+  /// "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", in order of
+  /// preference; "" leaves none, and then needs set_maximum_version(TLS 1.2)
+  /// too (an OpenSSL 3.0 server still picks TLS 1.3 and fails every
+  /// handshake with NO_CIPHERS_AVAILABLE). Python's ssl has no such method
+  /// (set_ciphers() does not touch TLS 1.3 suites there either); pysock adds
+  /// it under OpenSSL's name. A list naming no known suite is ssl_error("No
+  /// cipher can be selected."), and the suites in use stay as they were;
+  /// unknown names next to known ones are skipped, as OpenSSL does.
+  void set_ciphersuites(const std::string& ciphersuites);
   /// set_alpn_protocols(["h2", "http/1.1"]): offered (client) or accepted
   /// (server, in this order of preference). Each name 1-255 bytes.
   void set_alpn_protocols(const std::vector<std::string>& protocols);

@@ -4,12 +4,16 @@
 // settings, ALPN and the SNI callback, and wrap_socket()/wrap_bio().
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/proverr.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
 
 #include "ssl_detail.hpp"
@@ -95,11 +99,40 @@ void check_readable(const std::string& path, const std::string& context) {
   if (::access(path.c_str(), R_OK) != 0) throw_os_error(last_error(), context);
 }
 
+// Where load_cert_chain's password comes from, and what went wrong with it.
+// OpenSSL calls password_callback only for an encrypted PEM block.
+struct password_source {
+  const std::string* fixed = nullptr;
+  const ssl_context::password_callback_type* callable = nullptr;
+  std::exception_ptr error;  // thrown by the callable, or the length check
+};
+
 int password_callback(char* buffer, int size, int /*rwflag*/, void* userdata) {
-  const auto* password = static_cast<const std::string*>(userdata);
-  if (password == nullptr || password->size() > static_cast<std::size_t>(size)) return -1;
-  std::memcpy(buffer, password->data(), password->size());
-  return static_cast<int>(password->size());
+  auto* source = static_cast<password_source*>(userdata);
+  // No password for an encrypted key: fail the read. Returning -1 (instead
+  // of leaving OpenSSL's default callback in place) is what keeps OpenSSL
+  // from prompting on the terminal, or blocking on a stdin that never ends.
+  if (source == nullptr || (source->fixed == nullptr && source->callable == nullptr)) return -1;
+  std::string called;
+  // An exception must not cross OpenSSL's C frames: it is kept and rethrown
+  // by load_cert_chain once OpenSSL has returned.
+  try {
+    const std::string* password = source->fixed;
+    if (source->callable != nullptr) {
+      called = (*source->callable)();
+      password = &called;
+    }
+    if (password->size() > static_cast<std::size_t>(size))
+      throw std::invalid_argument("password cannot be longer than " + std::to_string(size) +
+                                  " bytes");
+    std::memcpy(buffer, password->data(), password->size());
+    OPENSSL_cleanse(called.data(), called.size());
+    return static_cast<int>(password->size());
+  } catch (...) {
+    OPENSSL_cleanse(called.data(), called.size());
+    source->error = std::current_exception();
+    return -1;
+  }
 }
 
 }  // namespace
@@ -154,17 +187,18 @@ ssl_context create_default_context(ssl_purpose purpose, const std::string& cafil
   return ctx;
 }
 
-void ssl_context::load_cert_chain(const std::string& certfile, const std::string& keyfile,
-                                  const std::optional<std::string>& password) {
+namespace {
+
+void load_cert_chain_from(SSL_CTX* ctx, const std::string& certfile, const std::string& keyfile,
+                          password_source& source) {
   const std::string context = "load_cert_chain(" + certfile + ")";
   check_readable(certfile, context);
   if (!keyfile.empty()) check_readable(keyfile, "load_cert_chain(" + keyfile + ")");
   ERR_clear_error();
-  SSL_CTX* ctx = state_->ctx;
-  // The password callback points at `password` only for this call.
+  // The password callback points at `source` only for this call; it is
+  // always ours, so OpenSSL's own (a terminal prompt) never runs.
   SSL_CTX_set_default_passwd_cb(ctx, password_callback);
-  SSL_CTX_set_default_passwd_cb_userdata(ctx,
-                                         password ? const_cast<std::string*>(&*password) : nullptr);
+  SSL_CTX_set_default_passwd_cb_userdata(ctx, &source);
   struct reset_callback {
     SSL_CTX* ctx;
     ~reset_callback() {
@@ -172,13 +206,146 @@ void ssl_context::load_cert_chain(const std::string& certfile, const std::string
       SSL_CTX_set_default_passwd_cb_userdata(ctx, nullptr);
     }
   } reset{ctx};
-  if (SSL_CTX_use_certificate_chain_file(ctx, certfile.c_str()) != 1)
-    detail::throw_from_queue(context, "PEM lib");
+  // The callback's own failure (its exception, an over-long password) is
+  // the error to report, not what OpenSSL made of the -1 it got.
+  const auto fail = [&source](const std::string& where, std::string_view fallback) {
+    if (source.error) {
+      ERR_clear_error();
+      std::rethrow_exception(source.error);
+    }
+    detail::throw_from_queue(where, fallback);
+  };
+  if (SSL_CTX_use_certificate_chain_file(ctx, certfile.c_str()) != 1) fail(context, "PEM lib");
   const std::string& key = keyfile.empty() ? certfile : keyfile;
-  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1)
-    detail::throw_from_queue("load_cert_chain(" + key + ")", "PEM lib");
+  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    if (!source.error && source.fixed == nullptr && source.callable == nullptr) {
+      // OpenSSL's reason for a key it could not decrypt without a password
+      // is a bare "bad decrypt" or "unsupported": say what is missing.
+      const unsigned long packed = ERR_peek_last_error();
+      const bool encrypted = [&key] {
+        BIO* bio = BIO_new_file(key.c_str(), "r");
+        if (bio == nullptr) return false;
+        char line[128];
+        bool found = false;
+        for (int i = 0; i < 10000 && !found && BIO_gets(bio, line, sizeof line) > 0; ++i)
+          found = std::strstr(line, "ENCRYPTED") != nullptr;
+        BIO_free(bio);
+        return found;
+      }();
+      if (encrypted) {
+        ERR_clear_error();
+        throw ssl_error(make_error_code(ssl_errc::ssl), "load_cert_chain(" + key + ")",
+                        detail::library_name(packed), detail::reason_mnemonic(packed),
+                        "the private key is encrypted and no password was given");
+      }
+    }
+    if (!source.error) {
+      // A wrong password ends in the cipher's padding check: OpenSSL then
+      // reports "PEM lib" last, which says nothing; the decrypt failure
+      // further down the queue is the useful part.
+      const unsigned long last = ERR_peek_last_error();
+      for (unsigned long packed; (packed = ERR_get_error()) != 0;) {
+        if (ERR_GET_LIB(packed) == ERR_LIB_PROV && ERR_GET_REASON(packed) == PROV_R_BAD_DECRYPT) {
+          ERR_clear_error();
+          throw ssl_error(make_error_code(ssl_errc::ssl), "load_cert_chain(" + key + ")",
+                          detail::library_name(packed), detail::reason_mnemonic(packed),
+                          "bad decrypt: wrong password for the private key");
+        }
+      }
+      // Only the last error is reported (throw_from_queue): put it back.
+      if (last != 0) ERR_put_error(ERR_GET_LIB(last), 0, ERR_GET_REASON(last), nullptr, 0);
+    }
+    fail("load_cert_chain(" + key + ")", "PEM lib");
+  }
   if (SSL_CTX_check_private_key(ctx) != 1) detail::throw_from_queue(context, "key values mismatch");
 }
+
+}  // namespace
+
+void ssl_context::load_cert_chain(const std::string& certfile, const std::string& keyfile,
+                                  const std::optional<std::string>& password) {
+  password_source source;
+  if (password) source.fixed = &*password;
+  load_cert_chain_from(state_->ctx, certfile, keyfile, source);
+}
+
+void ssl_context::load_cert_chain(const std::string& certfile, const std::string& keyfile,
+                                  const password_callback_type& password) {
+  if (!password) throw std::invalid_argument("load_cert_chain: empty password callback");
+  password_source source;
+  source.callable = &password;
+  load_cert_chain_from(state_->ctx, certfile, keyfile, source);
+}
+
+namespace {
+
+// Python's _add_ca_certs(): every certificate in `data` into the store.
+// PEM: the loop ends when no further "-----BEGIN" is found, which is the
+// expected end; any other error (a broken certificate after good ones) fails
+// the call. DER: certificates back to back, each parsed from where the last
+// one ended, so trailing bytes that are not a whole certificate are caught.
+void add_ca_certs(SSL_CTX* ctx, std::string_view data, bool der) {
+  const char* context = der ? "load_verify_locations(cadata=DER)" : "load_verify_locations(cadata)";
+  if (data.size() > static_cast<std::size_t>(INT_MAX))
+    throw std::length_error(std::string(context) + ": certificate data is too long");
+  ERR_clear_error();
+  X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+  const auto add = [store, context](X509* cert) {
+    const int ok = X509_STORE_add_cert(store, cert);
+    X509_free(cert);
+    if (ok == 1) return;
+    const unsigned long packed = ERR_peek_last_error();
+    // The same CA twice is not an error (Python skips it too).
+    if (ERR_GET_LIB(packed) != ERR_LIB_X509 ||
+        ERR_GET_REASON(packed) != X509_R_CERT_ALREADY_IN_HASH_TABLE)
+      detail::throw_from_queue(context, "cannot add certificate");
+    ERR_clear_error();
+  };
+  int loaded = 0;
+  if (der) {
+    const auto* next = reinterpret_cast<const unsigned char*>(data.data());
+    const auto* const end = next + data.size();
+    while (next < end) {
+      X509* cert = d2i_X509(nullptr, &next, static_cast<long>(end - next));
+      if (cert == nullptr) {
+        if (loaded == 0 && ERR_peek_last_error() == 0) break;
+        detail::throw_from_queue(context, "not a DER certificate");
+      }
+      add(cert);
+      ++loaded;
+    }
+    if (loaded > 0) return;
+    ERR_clear_error();
+    throw ssl_error(make_error_code(ssl_errc::ssl), context, "ASN1", "NOT_ENOUGH_DATA",
+                    "not enough data: cadata does not contain a certificate");
+  }
+  BIO* bio = BIO_new_mem_buf(data.data(), static_cast<int>(data.size()));
+  if (bio == nullptr) detail::throw_from_queue(context, "out of memory");
+  struct free_bio {
+    BIO* bio;
+    ~free_bio() { BIO_free(bio); }
+  } owner{bio};
+  while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
+    add(cert);
+    ++loaded;
+  }
+  const unsigned long packed = ERR_peek_last_error();
+  const bool at_end =
+      ERR_GET_LIB(packed) == ERR_LIB_PEM && ERR_GET_REASON(packed) == PEM_R_NO_START_LINE;
+  if (loaded > 0 && at_end) {
+    ERR_clear_error();
+    return;
+  }
+  if (loaded == 0 && (packed == 0 || at_end)) {
+    ERR_clear_error();
+    // Python's text for data without a single certificate.
+    throw ssl_error(make_error_code(ssl_errc::ssl), context, "PEM", "NO_START_LINE",
+                    "no start line: cadata does not contain a certificate");
+  }
+  detail::throw_from_queue(context, "cannot read certificate");
+}
+
+}  // namespace
 
 void ssl_context::load_verify_locations(const std::string& cafile, const std::string& capath,
                                         const std::string& cadata) {
@@ -192,26 +359,12 @@ void ssl_context::load_verify_locations(const std::string& cafile, const std::st
                                       capath.empty() ? nullptr : capath.c_str()) != 1)
       detail::throw_from_queue(context, "no certificates loaded");
   }
-  if (!cadata.empty()) {
-    BIO* bio = BIO_new_mem_buf(cadata.data(), static_cast<int>(cadata.size()));
-    if (bio == nullptr) detail::throw_from_queue("load_verify_locations(cadata)", "out of memory");
-    X509_STORE* store = SSL_CTX_get_cert_store(state_->ctx);
-    int loaded = 0;
-    while (X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr)) {
-      const int ok = X509_STORE_add_cert(store, cert);
-      X509_free(cert);
-      if (ok != 1) {
-        BIO_free(bio);
-        detail::throw_from_queue("load_verify_locations(cadata)", "cannot add certificate");
-      }
-      ++loaded;
-    }
-    BIO_free(bio);
-    ERR_clear_error();  // the read that ended the loop hit the end of the data
-    if (loaded == 0)
-      throw ssl_error(make_error_code(ssl_errc::ssl), "load_verify_locations(cadata)", {}, {},
-                      "no start line: cadata does not contain a certificate");
-  }
+  if (!cadata.empty()) add_ca_certs(state_->ctx, cadata, false);
+}
+
+void ssl_context::load_verify_locations_der(std::string_view cadata) {
+  if (cadata.empty()) throw std::invalid_argument("Empty certificate data");
+  add_ca_certs(state_->ctx, cadata, true);
 }
 
 void ssl_context::set_default_verify_paths() {
@@ -287,6 +440,15 @@ void ssl_context::set_ciphers(const std::string& ciphers) {
     // Python's message for a string that selects nothing.
     throw ssl_error(make_error_code(ssl_errc::ssl), "set_ciphers(" + ciphers + ")", {}, {},
                     "No cipher can be selected.");
+  }
+}
+
+void ssl_context::set_ciphersuites(const std::string& ciphersuites) {
+  ERR_clear_error();
+  if (SSL_CTX_set_ciphersuites(state_->ctx, ciphersuites.c_str()) != 1) {
+    ERR_clear_error();
+    throw ssl_error(make_error_code(ssl_errc::ssl), "set_ciphersuites(" + ciphersuites + ")", {},
+                    {}, "No cipher can be selected.");
   }
 }
 

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 #
 # `pysock http.server --certfile F --keyfile F` (HTTPS on the event loop
-# transport) end to end: curl --cacert and CPython's urllib against
+# transport, --ciphers/--ciphersuites) end to end: curl --cacert, openssl
+# s_client and CPython's urllib/ssl against
 # certificates the test makes with the openssl command, a plaintext client on
 # the HTTPS port, curl without the CA. Included by tests/CMakeLists.txt; the
 # driver is tests/interop/https_interop.py (it reuses http_interop.py's server).
@@ -23,7 +24,8 @@ endif()
 set(_pysock_https_driver ${CMAKE_CURRENT_LIST_DIR}/https_interop.py)
 foreach(case IN ITEMS curl_get_keepalive_head curl_large_file_and_listing python_urllib
                       plaintext_client_then_curl curl_without_ca_fails
-                      pipelining_close_notify_and_stop cli_errors)
+                      pipelining_close_notify_and_stop cli_errors ciphers_and_ciphersuites
+                      cipher_cli_errors)
   set(name interop_https_${case})
   add_test(NAME ${name}
            COMMAND ${PYSOCK_PYTHON3} ${_pysock_https_driver} ${case} $<TARGET_FILE:pysock_cli>

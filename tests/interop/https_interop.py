@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 """End-to-end tests of `pysock http.server --certfile F --keyfile F` (HTTPS on
-the event loop transport) with curl --cacert and CPython's urllib, against
+the event loop transport, --ciphers/--ciphersuites) with curl --cacert,
+`openssl s_client` and CPython's urllib and ssl, against
 certificates made here by the openssl command (ssl_make_certs.sh).
 
 Usage: https_interop.py CASE PYSOCK_BINARY [CURL]
@@ -280,6 +281,86 @@ def case_cli_errors(binary, _curl, certs):
         expect(r.stdout == b"", f"a banner although the certificate did not load: {r.stdout!r}")
 
 
+def openssl_s_client(port, certs, *args):
+    """One `openssl s_client` handshake (and an HTTP/1.0 request), its output."""
+    return subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", certs.ca,
+                           "-servername", "localhost", "-verify_return_error", "-brief", "-ign_eof",
+                           *args],
+                          input=b"GET /small.txt HTTP/1.0\r\n\r\n", capture_output=True, timeout=TIMEOUT)
+
+
+SUITE = "TLS_CHACHA20_POLY1305_SHA256"
+CIPHER12 = "ECDHE-ECDSA-AES128-GCM-SHA256"  # the test certificate's key is EC
+
+
+def case_ciphers_and_ciphersuites(binary, curl_binary, certs):
+    srv = https_server(binary, certs, "--ciphersuites", SUITE, "--ciphers", CIPHER12)
+    try:
+        # TLS 1.3: the server's one suite, whatever the client prefers.
+        r = curl(curl_binary, "-v", "--cacert", certs.ca, https_url(srv, "/small.txt"))
+        err = r.stderr.decode(errors="replace")
+        expect(r.returncode == 0 and r.stdout == srv.small, f"curl: {r.returncode} {err[-800:]}")
+        expect(f"SSL connection using TLSv1.3 / {SUITE}" in err, "curl negotiated another suite:\n" + err[-1500:])
+        r = openssl_s_client(srv.port, certs)
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        expect(f"Ciphersuite: {SUITE}" in out, f"s_client: {out[-1500:]}")
+        expect("hello, pysock" in out, f"s_client got no body: {out[-1500:]}")
+        # A client offering only other TLS 1.3 suites: no handshake.
+        r = curl(curl_binary, "--cacert", certs.ca, "--tls13-ciphers", "TLS_AES_128_GCM_SHA256",
+                 https_url(srv, "/small.txt"))
+        expect(r.returncode == 35 and r.stdout == b"", f"curl with another suite: {r.returncode} {r.stderr!r}")
+        r = openssl_s_client(srv.port, certs, "-ciphersuites", "TLS_AES_256_GCM_SHA384")
+        out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+        expect(r.returncode != 0 and "hello, pysock" not in out, f"s_client with another suite: {out[-1500:]}")
+        expect("handshake failure" in out, f"s_client's failure: {out[-1500:]}")
+        # TLS 1.2: --ciphers decides.
+        r = curl(curl_binary, "-v", "--cacert", certs.ca, "--tls-max", "1.2", https_url(srv, "/small.txt"))
+        err = r.stderr.decode(errors="replace")
+        expect(r.returncode == 0 and r.stdout == srv.small, f"curl TLS 1.2: {r.returncode} {err[-800:]}")
+        expect(f"SSL connection using TLSv1.2 / {CIPHER12}" in err, "TLS 1.2 cipher:\n" + err[-1500:])
+        r = curl(curl_binary, "--cacert", certs.ca, "--tls-max", "1.2", "--ciphers",
+                 "ECDHE-ECDSA-AES256-GCM-SHA384", https_url(srv, "/small.txt"))
+        expect(r.returncode == 35, f"curl TLS 1.2 with another cipher: {r.returncode} {r.stderr!r}")
+        # CPython's ssl as well.
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        with tls_connect(srv, ctx) as s:
+            expect(s.cipher()[0] == CIPHER12, f"CPython TLS 1.2 cipher {s.cipher()}")
+        # The refused clients did not hurt the server.
+        r = curl(curl_binary, "--cacert", certs.ca, https_url(srv, "/small.txt"))
+        expect(r.returncode == 0 and r.stdout == srv.small, f"curl after refusals: {r.returncode} {r.stderr!r}")
+        log = srv.stop()
+        expect(log.count('"GET /small.txt HTTP/1.1" 200 -') == 3, f"access log: {log!r}")
+    finally:
+        srv.cleanup()
+
+
+def case_cipher_cli_errors(binary, _curl, certs):
+    for option, value in (("--ciphers", "NO-SUCH-CIPHER"), ("--ciphers", ""),
+                          ("--ciphersuites", "TLS_NO_SUCH_SUITE"), ("--ciphersuites", "AES128-SHA")):
+        r = subprocess.run([binary, "http.server", "0", "--certfile", certs.cert, "--keyfile", certs.key,
+                            option, value], capture_output=True, timeout=TIMEOUT)
+        err = r.stderr.decode()
+        expect(r.returncode == 2, f"{option} {value!r}: exit {r.returncode}, stderr {err!r}")
+        expect(err.startswith(f"pysock http.server: error: {option} '{value}': No cipher can be selected"),
+               f"{option} {value!r}: stderr {err!r}")
+        expect(r.stdout == b"", f"{option} {value!r}: a banner although the list is bad: {r.stdout!r}")
+    for option in ("--ciphers", "--ciphersuites"):
+        r = subprocess.run([binary, "http.server", "0", option, "HIGH"], capture_output=True, timeout=TIMEOUT)
+        err = r.stderr.decode()
+        expect(r.returncode == 2 and "--ciphers and --ciphersuites need --certfile" in err,
+               f"{option} without --certfile: exit {r.returncode}, stderr {err!r}")
+    # "" for --ciphersuites is TLS 1.2 only: a valid choice.
+    srv = https_server(binary, certs, "--ciphersuites", "")
+    try:
+        ctx = ssl.create_default_context(cafile=certs.ca)
+        with tls_connect(srv, ctx) as s:
+            expect(s.version() == "TLSv1.2", f"--ciphersuites '': {s.version()}")
+        srv.stop()
+    finally:
+        srv.cleanup()
+
+
 CASES = {
     "curl_get_keepalive_head": case_curl_get_keepalive_head,
     "curl_large_file_and_listing": case_curl_large_file_and_listing,
@@ -288,9 +369,11 @@ CASES = {
     "curl_without_ca_fails": case_curl_without_ca_fails,
     "pipelining_close_notify_and_stop": case_pipelining_close_notify_and_stop,
     "cli_errors": case_cli_errors,
+    "ciphers_and_ciphersuites": case_ciphers_and_ciphersuites,
+    "cipher_cli_errors": case_cipher_cli_errors,
 }
 NEEDS_CURL = {"curl_get_keepalive_head", "curl_large_file_and_listing", "plaintext_client_then_curl",
-              "curl_without_ca_fails"}
+              "curl_without_ca_fails", "ciphers_and_ciphersuites"}
 
 
 def tls_built(binary):

@@ -29,6 +29,10 @@ struct http_server_args {
   /// file too, but --keyfile is still required): event loop transport only.
   std::string certfile;
   std::string keyfile;
+  /// --ciphers: TLS 1.2 and below (set_ciphers); --ciphersuites: TLS 1.3
+  /// (set_ciphersuites). Unset: Python's defaults.
+  std::optional<std::string> ciphers;
+  std::optional<std::string> ciphersuites;
 };
 int run_http_server(const http_server_args& args);
 

@@ -5,13 +5,16 @@
 // sockets with a thread per connection. The HTTP itself is http::session's.
 // --certfile/--keyfile: HTTPS on the event loop transport, when pysock::ssl
 // is built (PYSOCK_TOOLS_HAVE_SSL); otherwise they say so and exit 1.
+// --ciphers/--ciphersuites pick its TLS 1.2 ciphers and TLS 1.3 suites.
 #include <poll.h>
 #include <signal.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <mutex>
+#include <string_view>
 #include <vector>
 
 #include <pysock/resolver.hpp>
@@ -56,6 +59,29 @@ int run_http_server(const http_server_args& args) {
                 << args.keyfile << ": " << e.what() << '\n';
       return 1;
     }
+    // A list that selects nothing is a bad argument (exit 2, as a usage
+    // error), not a failure of the server.
+    const auto apply = [](const char* option, const std::optional<std::string>& list,
+                          const std::function<void(const std::string&)>& set) {
+      if (!list) return true;
+      try {
+        set(*list);
+        return true;
+      } catch (const ssl_error&) {
+        std::cerr << "pysock http.server: error: " << option << " '" << *list
+                  << "': No cipher can be selected (see `openssl ciphers -v`"
+                  << (std::string_view(option) == "--ciphersuites" ? " -tls1_3" : "") << ")\n";
+        return false;
+      }
+    };
+    if (!apply("--ciphers", args.ciphers, [&tls](const std::string& l) { tls->set_ciphers(l); }) ||
+        !apply("--ciphersuites", args.ciphersuites,
+               [&tls](const std::string& l) { tls->set_ciphersuites(l); }))
+      return 2;
+    // No TLS 1.3 suite means no TLS 1.3: OpenSSL 3.0 servers would otherwise
+    // still pick 1.3 and fail every handshake (NO_CIPHERS_AVAILABLE).
+    if (args.ciphersuites && args.ciphersuites->empty())
+      tls->set_maximum_version(tls_version::tlsv1_2);
   }
 #else
   if (https) {
