@@ -92,7 +92,11 @@ ssize_t retry_send(int fd, const char* data, std::size_t size) noexcept {
 }
 }  // namespace
 
-struct stream_transport {
+struct stream_transport;
+bool start_close_wait(const std::shared_ptr<stream_transport>& t,
+                      std::chrono::milliseconds limit) noexcept;
+
+struct stream_transport : std::enable_shared_from_this<stream_transport> {
   struct fill_op : io_op {
     stream_transport* transport;
     explicit fill_op(stream_transport* t) noexcept
@@ -137,6 +141,10 @@ struct stream_transport {
   // reused output buffer.
   std::unique_ptr<stream_codec> codec;
   std::string wire;
+  // After close(): reading on, for the codec's close_wait(), until the
+  // peer ends its side too (TLS: its close_notify); the timer ends the wait.
+  bool close_waiting = false;
+  callback_handle close_timer;
 
   stream_transport(event_loop& l, socket s, const stream_limits& limits)
       : loop(&l),
@@ -311,7 +319,23 @@ struct stream_transport {
   void after_flush() noexcept {
     if (write_error || pending_write() <= low_water) drained.set();
     if (pending_write() == 0 && eof_requested && !eof_sent && !write_error) send_eof();
-    if (closing && (pending_write() == 0 || write_error)) finish_close();
+    if (closing && (pending_write() == 0 || write_error)) close_after_flush();
+  }
+
+  // The write side is done (flushed, or failed): close now, or first wait
+  // for the peer's end of the stream when the codec asks for that. Not when
+  // a reader is waiting: it gets EOF from finish_close() as before.
+  void close_after_flush() noexcept {
+    if (!close_waiting && codec != nullptr && !write_error && !eof && !read_error &&
+        !fill.waiting) {
+      if (const auto wait_limit = codec->close_wait()) {
+        if (start_close_wait(shared_from_this(), *wait_limit)) {
+          close_waiting = true;
+          return;
+        }
+      }
+    }
+    if (!close_waiting) finish_close();
   }
 
   void send_eof() noexcept {
@@ -373,6 +397,7 @@ struct stream_transport {
   void finish_close() noexcept {
     if (closed) return;
     closed = true;
+    close_timer.cancel();
     if (fill.waiting) {
       // A reader waiting for data sees EOF, as Python's connection_lost feeds it.
       loop->abandon_io(&fill);
@@ -397,7 +422,7 @@ struct stream_transport {
       if (!wire.empty()) send_wire(wire);
     }
     closing = true;
-    if (pending_write() == 0 || write_error) finish_close();
+    if (pending_write() == 0 || write_error) close_after_flush();
   }
 };
 
@@ -443,6 +468,40 @@ struct fill_awaiter {
       throw_os_error(t->read_error, "stream read(fd " + std::to_string(t->fd) + ")");
   }
 };
+
+// The read side of a closing stream whose codec waits for the peer's end
+// (TLS close_notify): what comes is dropped; EOF, an error, or the timer
+// (finish_close() wakes this fill with EOF) ends it, and the socket closes.
+task<void> read_until_peer_closes(std::shared_ptr<stream_transport> t) {
+  try {
+    while (!t->closed && !t->eof && !t->read_error) {
+      co_await fill_awaiter(t.get());
+      t->consume(t->available());
+    }
+  } catch (const std::exception&) {
+    // cancelled (the loop is going away) or a read error: close all the same
+  }
+  t->finish_close();
+}
+
+}  // namespace
+
+bool start_close_wait(const std::shared_ptr<stream_transport>& t,
+                      std::chrono::milliseconds limit) noexcept {
+  try {
+    std::weak_ptr<stream_transport> weak = t;
+    t->close_timer = t->loop->call_later(limit, [weak] {
+      if (auto alive = weak.lock()) alive->finish_close();
+    });
+    t->loop->create_task(read_until_peer_closes(t));
+    return true;
+  } catch (const std::exception&) {
+    t->close_timer.cancel();
+    return false;  // no memory for the wait: close at once
+  }
+}
+
+namespace {
 
 void check_reader(const std::shared_ptr<stream_transport>& t) {
   if (!t) throw std::invalid_argument("stream_reader: empty reader");

@@ -112,6 +112,13 @@ class stream_codec {
   virtual void send(const_buffer data, std::string& wire, std::error_code& ec) noexcept = 0;
   /// Appends the bytes that end the stream cleanly (TLS close_notify).
   virtual void close(std::string& wire) noexcept = 0;
+  /// After close() has been flushed: how long the stream keeps reading for
+  /// the peer's end (receive() returning eof; TLS: its close_notify, asyncio's
+  /// ssl_shutdown_timeout) before it closes the socket anyway. nullopt:
+  /// close at once. What arrives meanwhile is dropped; wait_closed() waits.
+  virtual std::optional<std::chrono::milliseconds> close_wait() const noexcept {
+    return std::nullopt;
+  }
   /// Bytes the stream had read but not consumed before the codec came.
   virtual void feed(std::string_view early) = 0;
 };
