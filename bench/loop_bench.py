@@ -27,6 +27,8 @@ import tempfile
 import time
 
 SIZE = 64
+BULK = [16 * 1024, 64 * 1024]  # message sizes of the large-message scenario
+BULK_CONNS = 10
 URING_SOCK = "pysock sock_* on io_uring"
 URING_STREAMS = "pysock streams (read_into) on io_uring"
 SOCK_RECV = "pysock sock_recv/sock_sendall"
@@ -76,9 +78,9 @@ def stop(proc):
             proc.wait()
 
 
-def run_load(load, port, conns, extra, pin=True, timeout=120):
+def run_load(load, port, conns, extra, pin=True, timeout=120, size=SIZE):
     argv = (["taskset", "-c", "1"] if pin else []) + [
-        load, "--port", str(port), "--connections", str(conns), "--size", str(SIZE)] + extra
+        load, "--port", str(port), "--connections", str(conns), "--size", str(size)] + extra
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         out, err = proc.communicate(timeout=timeout)
@@ -91,12 +93,12 @@ def run_load(load, port, conns, extra, pin=True, timeout=120):
     return int(m.group(1)), float(m.group(2))
 
 
-def throughput(argv, load, conns, duration):
+def throughput(argv, load, conns, duration, size=SIZE):
     proc, port = start_server(["taskset", "-c", "0"] + argv + ["--port", "0"])
     try:
         time.sleep(0.1)
         before = cpu_seconds(proc.pid)
-        messages, seconds = run_load(load, port, conns, ["--duration", str(duration)])
+        messages, seconds = run_load(load, port, conns, ["--duration", str(duration)], size=size)
         after = cpu_seconds(proc.pid)
     finally:
         stop(proc)
@@ -170,7 +172,8 @@ def main():
     ap.add_argument("--long", type=int, default=1000)
     ap.add_argument("--idle", type=int, default=10000)
     ap.add_argument("--asyncio-python", default="/usr/bin/python3")
-    ap.add_argument("--skip", default="", help="comma-separated phases to skip: tput,cg,mem")
+    ap.add_argument("--skip", default="",
+                    help="comma-separated phases to skip: tput,bulk,cg,mem")
     a = ap.parse_args()
     B = lambda n: os.path.join(a.build, n)
     py = a.asyncio_python
@@ -216,6 +219,23 @@ def main():
                     print(f"rep {rep + 1} conns {c:5d} {n:36s} {r['rate']:9.0f} msg/s "
                           f"{r['per_cpu']:9.0f} msg/CPU-s  CPU {r['cpu_pct']:5.1f}%", flush=True)
     med = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in res.items() if v}
+
+    # 1b. bulk: large messages on a few connections (the kernel's copies
+    # dominate; the sock_recv_into server gets a 64 KiB buffer like raw C's)
+    def bulk_argv(n):
+        argv = servers[n]
+        return argv + ["--buffer", "65536"] if argv[-1] == "sock" else argv
+    bulk_res = {(n, b): [] for n in in_tput for b in BULK}
+    if "bulk" not in skip:
+        for rep in range(a.reps):
+            for b in BULK:
+                for n in in_tput:
+                    r = throughput(bulk_argv(n), load, BULK_CONNS, a.duration, size=b)
+                    bulk_res[(n, b)].append(r)
+                    print(f"rep {rep + 1} bulk {b:6d} B {n:36s} {r['rate'] * b / 1e6:8.1f} MB/s "
+                          f"{r['per_cpu']:9.0f} msg/CPU-s  CPU {r['cpu_pct']:5.1f}%", flush=True)
+    bulk = {k: {f: statistics.median(x[f] for x in v) for f in v[0]}
+            for k, v in bulk_res.items() if v}
 
     # 2. callgrind
     ir = {}
@@ -295,6 +315,23 @@ def main():
         L += ["", "Server CPU use (median % of one CPU): " + "; ".join(
             f"{n}: " + "/".join(f"{med[(n, c)]['cpu_pct']:.0f}" for c in conns_list) for n in in_tput)
             + f" (at {'/'.join(map(str, conns_list))} connections).", ""]
+    if bulk:
+        L += [f"Large messages: {BULK_CONNS} connections echoing "
+              + " and ".join(f"{b // 1024} KiB" for b in BULK)
+              + " messages (MB/s echoed, messages per server CPU-second, and per-CPU ratio to raw "
+              "epoll C and to CPython asyncio; pysock's sock_recv_into server with a 64 KiB "
+              "buffer here):", "",
+              "| server | " + " | ".join(f"{b // 1024} KiB: MB/s | msg/CPU-s | vs raw | vs asyncio"
+                                         for b in BULK) + " |",
+              "|---|" + "---:|---:|---:|---:|" * len(BULK)]
+        for n in in_tput:
+            cells = []
+            for b in BULK:
+                m, r, p = bulk[(n, b)], bulk[(raw, b)], bulk[("CPython asyncio", b)]
+                cells.append(f"{m['rate'] * b / 1e6:,.0f} | {m['per_cpu']:,.0f} | "
+                             f"{m['per_cpu'] / r['per_cpu']:.2f}× | {m['per_cpu'] / p['per_cpu']:.1f}×")
+            L.append(f"| {n} | " + " | ".join(cells) + " |")
+        L.append("")
     if ir:
         L += [f"User-space instructions per echoed message, callgrind, 50 connections (short "
               f"{a.short}, long {a.long} messages per connection; CPython a quarter of that); "
@@ -340,6 +377,13 @@ def main():
             e, h = mem[n]
             T.append(f"- {n}: {a.idle:,} idle connections in ≤ 10 MiB RSS: {h / 1024:.1f} MiB "
                      f"({(h - e) / 1024:.1f} MiB above the empty server) — {verdict(h <= 10 * 1024)}")
+    if bulk:
+        b = BULK[-1]
+        for n in ["pysock sock_recv_into/sock_sendall", "pysock streams (read_into)"]:
+            x = bulk[(n, b)]["per_cpu"] / bulk[("CPython asyncio", b)]["per_cpu"]
+            y = bulk[(n, b)]["rate"] / bulk[("CPython asyncio", b)]["rate"]
+            T.append(f"- {n}: ≥ 10× CPython asyncio at {b // 1024} KiB messages: {x:.1f}× per "
+                     f"server CPU-second, {y:.1f}× MB/s — {verdict(x >= 10)}")
     # The io_uring backend against the epoll one, same program, same scenario.
     for n, base in [(URING_SOCK, "pysock sock_recv_into/sock_sendall"),
                     (URING_SOCK_RECV, SOCK_RECV),
