@@ -22,11 +22,14 @@
 //     per message, as Python's reader.read does).
 //
 // usage: async_echo_pysock [--port P] [--mode sock|sock-recv|streams|streams-read]
-//                          [--buffer BYTES] [--count N]
-//   listens on 127.0.0.1 only; prints "listening on 127.0.0.1:PORT";
+//                          [--buffer BYTES] [--count N] [--unix PATH]
+//   listens on 127.0.0.1 only (or on the Unix socket PATH); prints
+//   "listening on ADDRESS";
 //   --count N returns after N connections have closed (so callgrind can write
 //   its profile); SIGTERM/SIGINT end the process.
 #include <pysock/streams.hpp>
+
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -39,6 +42,7 @@
 namespace {
 
 long g_count = -1;
+std::string g_unix_path;  // --unix: listen on a Unix stream socket instead
 long g_closed = 0;
 std::size_t g_buffer = 4096;
 pysock::event* g_done = nullptr;
@@ -84,7 +88,7 @@ pysock::task<void> accept_loop(pysock::socket& listener) {
   pysock::event_loop& loop = pysock::get_running_loop();
   for (;;) {
     auto [conn, addr] = co_await loop.sock_accept(listener);
-    conn.setsockopt(pysock::tcp_nodelay, true);
+    if (g_unix_path.empty()) conn.setsockopt(pysock::tcp_nodelay, true);
     if (g_sock_allocating)
       loop.create_task(handle_allocating(std::move(conn)));
     else
@@ -94,9 +98,14 @@ pysock::task<void> accept_loop(pysock::socket& listener) {
 
 pysock::task<void> serve_sock(int port) {
   pysock::event_loop& loop = pysock::get_running_loop();
-  pysock::socket listener(AF_INET, SOCK_STREAM);
-  listener.setsockopt(pysock::so_reuseaddr, true);
-  listener.bind({"127.0.0.1", port});
+  pysock::socket listener(g_unix_path.empty() ? AF_INET : AF_UNIX, SOCK_STREAM);
+  if (g_unix_path.empty()) {
+    listener.setsockopt(pysock::so_reuseaddr, true);
+    listener.bind({"127.0.0.1", port});
+  } else {
+    ::unlink(g_unix_path.c_str());
+    listener.bind(pysock::address::unix_path(g_unix_path));
+  }
   listener.listen(4096);
   listener.setblocking(false);
   std::cout << "listening on " << listener.getsockname() << std::endl;
@@ -112,7 +121,7 @@ pysock::task<void> serve_sock(int port) {
 bool g_read_allocating = false;
 
 pysock::task<void> echo_streams(pysock::stream_reader reader, pysock::stream_writer writer) {
-  writer.get_socket().setsockopt(pysock::tcp_nodelay, true);
+  if (g_unix_path.empty()) writer.get_socket().setsockopt(pysock::tcp_nodelay, true);
   try {
     if (g_read_allocating) {
       for (;;) {
@@ -140,7 +149,14 @@ pysock::task<void> echo_streams(pysock::stream_reader reader, pysock::stream_wri
 pysock::task<void> serve_streams(int port) {
   pysock::server_config config;
   config.backlog = 4096;
-  pysock::server srv = co_await pysock::start_server(echo_streams, "127.0.0.1", port, config);
+  pysock::server srv;
+  if (g_unix_path.empty()) {
+    srv = co_await pysock::start_server(echo_streams, "127.0.0.1", port, config);
+  } else {
+    ::unlink(g_unix_path.c_str());  // a socket file left by an earlier run
+    std::string path = g_unix_path;
+    srv = co_await pysock::start_unix_server(echo_streams, std::move(path), config);
+  }
   std::cout << "listening on " << srv.sockname() << std::endl;
   pysock::event done;
   g_done = &done;
@@ -150,7 +166,7 @@ pysock::task<void> serve_streams(int port) {
 
 [[noreturn]] void usage() {
   std::cerr << "usage: async_echo_pysock [--port P] [--mode sock|sock-recv|streams|streams-read]"
-               " [--buffer BYTES] [--count N]\n";
+               " [--buffer BYTES] [--count N] [--unix PATH]\n";
   std::exit(2);
 }
 
@@ -171,6 +187,8 @@ int main(int argc, char** argv) {
       g_buffer = static_cast<std::size_t>(std::atol(v));
     else if (a == "--count")
       g_count = std::atol(v);
+    else if (a == "--unix")
+      g_unix_path = v;
     else
       usage();
   }

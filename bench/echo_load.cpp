@@ -36,6 +36,7 @@ namespace {
 struct options {
   std::string host = "127.0.0.1";
   int port = 0;
+  std::string unix_path;  // --unix: a Unix stream socket instead of TCP
   int connections = 50;
   std::size_t size = 64;
   long messages = -1;     // per connection; -1: until --duration
@@ -60,7 +61,7 @@ void fill_message(std::string& out, std::size_t conn_index, long message) {
 }
 
 [[noreturn]] void usage() {
-  std::cerr << "usage: echo_load --port P [--host H] [--connections C] [--size S]"
+  std::cerr << "usage: echo_load --port P|--unix PATH [--host H] [--connections C] [--size S]"
                " [--messages M] [--duration SECONDS] [--hold SECONDS]\n";
   std::exit(2);
 }
@@ -75,6 +76,8 @@ int main(int argc, char** argv) {
     const char* v = argv[++i];
     if (a == "--host")
       opt.host = v;
+    else if (a == "--unix")
+      opt.unix_path = v;
     else if (a == "--port")
       opt.port = std::atoi(v);
     else if (a == "--connections")
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
     else
       usage();
   }
-  if (opt.port <= 0 || opt.connections <= 0 || opt.size == 0 ||
+  if ((opt.port <= 0 && opt.unix_path.empty()) || opt.connections <= 0 || opt.size == 0 ||
       (opt.messages < 0 && opt.duration <= 0))
     usage();
 
@@ -99,8 +102,13 @@ int main(int argc, char** argv) {
   pysock::epoll ep;
   for (std::size_t i = 0; i < n; ++i) {
     conn& c = conns[i];
-    c.sock = pysock::create_connection({opt.host, opt.port}, std::chrono::seconds(10));
-    c.sock.setsockopt(pysock::tcp_nodelay, true);
+    if (opt.unix_path.empty()) {
+      c.sock = pysock::create_connection({opt.host, opt.port}, std::chrono::seconds(10));
+      c.sock.setsockopt(pysock::tcp_nodelay, true);
+    } else {
+      c.sock = pysock::socket(AF_UNIX, SOCK_STREAM);
+      c.sock.connect(pysock::address::unix_path(opt.unix_path));
+    }
     c.sock.setblocking(false);
     c.out.resize(opt.size);
     fill_message(c.out, i, 0);

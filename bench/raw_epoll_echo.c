@@ -6,7 +6,7 @@
  * sockets, TCP_NODELAY, echo at once, keep what the socket did not take and
  * ask for EPOLLOUT only then, close on EOF/error once flushed.
  *
- * usage: raw_epoll_echo [--port P] [--count N]
+ * usage: raw_epoll_echo [--port P] [--count N] [--unix PATH]
  *   prints "listening on 127.0.0.1:PORT"; --count N exits after N connections
  *   closed (so callgrind can write its profile).
  */
@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define READ_SIZE (64 * 1024)
@@ -68,23 +69,36 @@ static void keep(struct conn* c, const char* data, size_t n) {
 int main(int argc, char** argv) {
   int port = 8082;
   long count = -1, closed = 0;
+  const char* unix_path = NULL; /* --unix: a Unix stream socket instead of TCP */
   for (int i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--port") == 0)
       port = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--count") == 0)
       count = atol(argv[i + 1]);
+    else if (strcmp(argv[i], "--unix") == 0)
+      unix_path = argv[i + 1];
   }
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int ls = socket(unix_path ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (ls < 0) die("socket");
   int one = 1;
-  setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(ls, (struct sockaddr*)&addr, sizeof addr) != 0) die("bind");
-  if (listen(ls, 1024) != 0) die("listen");
-  socklen_t alen = sizeof addr;
-  getsockname(ls, (struct sockaddr*)&addr, &alen);
-  printf("listening on 127.0.0.1:%d\n", ntohs(addr.sin_port));
+  if (unix_path) {
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    if (strlen(unix_path) >= sizeof un.sun_path) die("--unix: path too long");
+    strcpy(un.sun_path, unix_path);
+    unlink(unix_path);
+    if (bind(ls, (struct sockaddr*)&un, sizeof un) != 0) die("bind");
+    if (listen(ls, 1024) != 0) die("listen");
+    printf("listening on %s\n", unix_path);
+  } else {
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((unsigned short)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(ls, (struct sockaddr*)&addr, sizeof addr) != 0) die("bind");
+    if (listen(ls, 1024) != 0) die("listen");
+    socklen_t alen = sizeof addr;
+    getsockname(ls, (struct sockaddr*)&addr, &alen);
+    printf("listening on 127.0.0.1:%d\n", ntohs(addr.sin_port));
+  }
   fflush(stdout);
 
   int ep = epoll_create1(EPOLL_CLOEXEC);

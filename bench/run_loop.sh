@@ -8,7 +8,7 @@
 #   bench/baseline_asio_echo.cpp (standalone asio), bench/baseline_libuv_echo.c,
 #   bench/baseline_asyncio_echo.py (CPython asyncio, and on uvloop);
 # 64-byte ping-pong at 1, 50 and 1,000 connections, 16 and 64 KiB messages at
-# 10 connections (server on CPU 0, load on
+# 10 connections, Unix stream sockets at 50 and 1,000 (server on CPU 0, load on
 # CPU 1, interleaved repetitions, medians), callgrind instructions per message
 # at 50 connections, and RSS with 10,000 idle connections. Writes the section
 # between <!-- BEGIN loop --> and <!-- END loop --> of docs/benchmarks.md.
@@ -17,7 +17,7 @@
 #
 # usage: bench/run_loop.sh
 #   env: REPS=3 DURATION=3 (seconds per run) CONNS=1,50,1000 SHORT=200 LONG=1000
-#   (callgrind messages per connection) IDLE=10000 SKIP= (tput,bulk,cg,mem)
+#   (callgrind messages per connection) IDLE=10000 SKIP= (tput,bulk,unix,cg,mem)
 #   BUILD=/tmp/pysock-loop-build ASYNCIO_PYTHON=/usr/bin/python3 (has uvloop)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
