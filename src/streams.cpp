@@ -93,8 +93,9 @@ ssize_t retry_send(int fd, const char* data, std::size_t size) noexcept {
 }  // namespace
 
 struct stream_transport;
-bool start_close_wait(const std::shared_ptr<stream_transport>& t,
-                      std::chrono::milliseconds limit) noexcept;
+bool arm_close_timer(const std::shared_ptr<stream_transport>& t,
+                     std::chrono::milliseconds limit) noexcept;
+bool start_close_wait(const std::shared_ptr<stream_transport>& t) noexcept;
 
 struct stream_transport : std::enable_shared_from_this<stream_transport> {
   struct fill_op : io_op {
@@ -141,9 +142,13 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   // reused output buffer.
   std::unique_ptr<stream_codec> codec;
   std::string wire;
-  // After close(): reading on, for the codec's close_wait(), until the
-  // peer ends its side too (TLS: its close_notify); the timer ends the wait.
-  bool close_waiting = false;
+  // After close(), for the codec's close_wait() (TLS: asyncio's
+  // ssl_shutdown_timeout): the timer, armed at close(), bounds the flush and
+  // then the reading for the peer's end (its close_notify); when it fires,
+  // the socket closes and wait_closed() throws timeout_error.
+  bool close_timer_armed = false;
+  bool close_waiting = false;  // reading for the peer's end
+  bool close_timed_out = false;
   callback_handle close_timer;
 
   stream_transport(event_loop& l, socket s, const stream_limits& limits)
@@ -326,16 +331,13 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   // for the peer's end of the stream when the codec asks for that. Not when
   // a reader is waiting: it gets EOF from finish_close() as before.
   void close_after_flush() noexcept {
-    if (!close_waiting && codec != nullptr && !write_error && !eof && !read_error &&
-        !fill.waiting) {
-      if (const auto wait_limit = codec->close_wait()) {
-        if (start_close_wait(shared_from_this(), *wait_limit)) {
-          close_waiting = true;
-          return;
-        }
-      }
+    if (close_waiting) return;
+    if (close_timer_armed && !write_error && !eof && !read_error && !fill.waiting &&
+        codec->close_wait() && start_close_wait(shared_from_this())) {
+      close_waiting = true;
+      return;
     }
-    if (!close_waiting) finish_close();
+    finish_close();
   }
 
   void send_eof() noexcept {
@@ -398,6 +400,11 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
     if (closed) return;
     closed = true;
     close_timer.cancel();
+    if (flush.waiting) {  // the close timer fired with output still queued
+      loop->abandon_io(&flush);
+      wbuf.clear();
+      wbeg = 0;
+    }
     if (fill.waiting) {
       // A reader waiting for data sees EOF, as Python's connection_lost feeds it.
       loop->abandon_io(&fill);
@@ -422,6 +429,10 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
       if (!wire.empty()) send_wire(wire);
     }
     closing = true;
+    if (codec != nullptr && !write_error) {
+      if (const auto wait_limit = codec->close_wait())
+        close_timer_armed = arm_close_timer(shared_from_this(), *wait_limit);
+    }
     if (pending_write() == 0 || write_error) close_after_flush();
   }
 };
@@ -486,17 +497,27 @@ task<void> read_until_peer_closes(std::shared_ptr<stream_transport> t) {
 
 }  // namespace
 
-bool start_close_wait(const std::shared_ptr<stream_transport>& t,
-                      std::chrono::milliseconds limit) noexcept {
+bool arm_close_timer(const std::shared_ptr<stream_transport>& t,
+                     std::chrono::milliseconds limit) noexcept {
   try {
     std::weak_ptr<stream_transport> weak = t;
     t->close_timer = t->loop->call_later(limit, [weak] {
-      if (auto alive = weak.lock()) alive->finish_close();
+      if (auto alive = weak.lock(); alive && !alive->closed) {
+        alive->close_timed_out = true;
+        alive->finish_close();
+      }
     });
+    return true;
+  } catch (const std::exception&) {
+    return false;  // no memory for the timer: no waiting for the peer either
+  }
+}
+
+bool start_close_wait(const std::shared_ptr<stream_transport>& t) noexcept {
+  try {
     t->loop->create_task(read_until_peer_closes(t));
     return true;
   } catch (const std::exception&) {
-    t->close_timer.cancel();
     return false;  // no memory for the wait: close at once
   }
 }
@@ -599,6 +620,10 @@ task<void> do_drain(std::shared_ptr<stream_transport> t) {
 
 task<void> do_wait_closed(std::shared_ptr<stream_transport> t) {
   while (!t->closed) co_await t->closed_event.wait();
+  // asyncio: connection_lost(TimeoutError('SSL shutdown timed out')).
+  if (t->close_timed_out)
+    throw_os_error(make_error_code(socket_errc::timed_out),
+                   "SSL shutdown timed out (fd " + std::to_string(t->fd) + ")");
 }
 
 }  // namespace

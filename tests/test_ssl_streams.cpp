@@ -3,8 +3,13 @@
 // TLS streams on the event loop (pysock/ssl.hpp): open_connection(ssl=),
 // start_server(ssl=), start_tls(), on both loop backends, against each other,
 // `openssl s_server` and CPython's asyncio; failed handshakes, ragged EOFs,
-// back-pressure. Loopback only.
+// back-pressure, the close_notify exchange at close (ssl_shutdown_timeout).
+// Loopback only.
+#include <dirent.h>
+
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -80,6 +85,90 @@ int free_port() {
   probe.bind({"127.0.0.1", 0});
   return probe.getsockname().port();
 }
+
+int count_open_descriptors() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int count = 0;
+  while (::readdir(dir) != nullptr) ++count;
+  ::closedir(dir);
+  return count;
+}
+
+// Waits on a thread (bounded) until `flag` is set by the loop side.
+bool wait_flag(const std::atomic<bool>& flag, std::chrono::seconds limit = 20s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!flag.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  return flag.load();
+}
+
+// Waits on the loop (bounded) until `flag` is set by a thread or a task.
+task<bool> until(const std::atomic<bool>& flag) {
+  for (int i = 0; i < 2000 && !flag.load(); ++i) co_await pysock::sleep(10ms);
+  co_return flag.load();
+}
+
+// What a TCP peer reads straight from the socket once the TLS side is done
+// with it: the bytes still coming, then EOF (true) or an error (false).
+struct raw_tail {
+  std::size_t bytes = 0;
+  bool eof = false;
+  std::string error;
+};
+raw_tail read_raw_until_eof(pysock::socket& sock) {
+  raw_tail tail;
+  try {
+    sock.settimeout(20s);
+    for (int i = 0; i < 10000; ++i) {
+      const pysock::bytes got = sock.recv(65536);
+      if (got.empty()) {
+        tail.eof = true;
+        break;
+      }
+      tail.bytes += got.size();
+    }
+  } catch (const std::exception& e) {
+    tail.error = e.what();
+  }
+  return tail;
+}
+
+// A blocking pysock::ssl_socket server on a thread for the close tests:
+// accepts one client, handshakes (a ragged EOF is an error, so a "" from
+// recv() is a real close_notify), then runs `script` with it.
+class tls_peer {
+ public:
+  tls_peer(const pysock::ssl_context& ctx, std::function<void(pysock::ssl_socket&)> script)
+      : listener_(pysock::create_server({"127.0.0.1", 0})),
+        port_(listener_.getsockname().port()),
+        thread_([this, ctx, script = std::move(script)] {
+          try {
+            listener_.settimeout(20s);
+            auto [conn, peer] = listener_.accept();
+            conn.settimeout(20s);
+            pysock::wrap_options options;
+            options.suppress_ragged_eofs = false;
+            pysock::ssl_socket tls = ctx.wrap_socket(std::move(conn), true, {}, options);
+            script(tls);
+          } catch (const std::exception& e) {
+            ADD_FAILURE() << "TLS peer: " << e.what();
+          }
+        }) {}
+  tls_peer(const tls_peer&) = delete;
+  tls_peer& operator=(const tls_peer&) = delete;
+  ~tls_peer() { join(); }
+  int port() const { return port_; }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+    listener_.close();
+  }
+
+ private:
+  pysock::socket listener_;
+  int port_;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -458,6 +547,336 @@ TEST_P(ssl_streams, start_tls_upgrades_a_plain_stream_in_place) {
       raised = true;
     }
     EXPECT_TRUE(raised) << "a second start_tls on one stream";
+    writer.close();
+    co_await writer.wait_closed();
+    srv.close();
+    co_await srv.wait_closed();
+  };
+  run_bounded(body());
+}
+
+// --- ssl_shutdown_timeout: close() waits for the peer's close_notify ----------
+
+TEST_P(ssl_streams, close_waits_for_the_peers_close_notify_before_closing_the_socket) {
+  std::atomic<bool> got_close_notify{false};
+  std::atomic<bool> answer{false};
+  std::string first_line;
+  raw_tail tail;
+  tls_peer peer(server_context(), [&](pysock::ssl_socket& tls) {
+    first_line = tls.recv(100);
+    // "" is the client's close_notify (ragged EOFs throw here).
+    EXPECT_EQ(tls.recv(1024), "");
+    got_close_notify = true;
+    if (!wait_flag(answer)) return;
+    // unwrap() answers with our close_notify; the client reads it and only
+    // then closes TCP, so the plain socket sees a clean EOF, not a reset.
+    pysock::socket plain = tls.unwrap();
+    tail = read_raw_until_eof(plain);
+  });
+  const int port = peer.port();
+  auto body = [&, port]() -> task<void> {
+    auto [reader, writer] =
+        co_await pysock::open_connection("127.0.0.1", port, client_context(), "localhost");
+    writer.write("hello\n");
+    co_await writer.drain();
+    writer.close();
+    EXPECT_TRUE(writer.is_closing());
+    pysock::task_handle<void> closing = pysock::create_task(writer.wait_closed());
+    EXPECT_TRUE(co_await until(got_close_notify)) << "the peer never saw close_notify";
+    // The peer has not answered yet and the default timeout is 30 s: the
+    // stream must still be open and wait_closed() pending.
+    EXPECT_FALSE(closing.done()) << "wait_closed() returned before the peer's close_notify";
+    EXPECT_FALSE(writer.get_socket().closed());
+    answer = true;
+    co_await closing;
+    EXPECT_TRUE(writer.get_socket().closed());
+    EXPECT_EQ(co_await reader.read(), "");
+  };
+  run_bounded(body());
+  peer.join();
+  EXPECT_EQ(first_line, "hello\n");
+  EXPECT_TRUE(tail.eof) << "the peer's socket did not see a clean EOF: " << tail.error;
+  EXPECT_EQ(tail.bytes, 0u);
+}
+
+TEST_P(ssl_streams, close_gives_up_on_a_silent_peer_after_ssl_shutdown_timeout) {
+  const int fds_before = count_open_descriptors();
+  std::atomic<bool> client_closed{false};
+  raw_tail tail;
+  {
+    tls_peer peer(server_context(), [&](pysock::ssl_socket& tls) {
+      // Reads nothing after the handshake and keeps the connection open
+      // until the client says it has closed; then looks at the raw socket.
+      if (!wait_flag(client_closed)) return;
+      tail = read_raw_until_eof(tls.sock());
+      tls.close();
+    });
+    const int port = peer.port();
+    auto body = [&, port]() -> task<void> {
+      auto [reader, writer] = co_await pysock::open_connection(
+          "127.0.0.1", port, client_context(), "localhost", {},
+          pysock::default_ssl_handshake_timeout, std::chrono::milliseconds(200));
+      writer.close();
+      // asyncio: connection_lost(TimeoutError('SSL shutdown timed out')),
+      // which wait_closed() raises.
+      bool timed_out = false;
+      try {
+        co_await writer.wait_closed();
+      } catch (const pysock::timeout_error& e) {
+        timed_out = true;
+        EXPECT_TRUE(contains(e.what(), "SSL shutdown timed out")) << e.what();
+      }
+      EXPECT_TRUE(timed_out) << "wait_closed() returned normally after the shutdown timeout";
+      EXPECT_TRUE(writer.get_socket().closed());
+      EXPECT_EQ(co_await reader.read(), "");
+      client_closed = true;
+    };
+    run_bounded(body());
+    client_closed = true;  // also when the body failed: never leave the peer waiting
+    peer.join();
+  }
+  EXPECT_TRUE(tail.eof) << "the silent peer's socket did not see EOF: " << tail.error;
+  EXPECT_GT(tail.bytes, 0u) << "no close_notify record came before the EOF";
+  EXPECT_EQ(count_open_descriptors(), fds_before);
+}
+
+TEST_P(ssl_streams, data_the_peer_sends_after_close_is_dropped_and_the_close_stays_clean) {
+  constexpr std::size_t kLate = 256 * 1024;
+  bool sent = false;
+  raw_tail tail;
+  tls_peer peer(server_context(), [&](pysock::ssl_socket& tls) {
+    EXPECT_EQ(tls.recv(1024), "");  // the client's close_notify
+    // TLS lets this side go on writing after the other's close_notify.
+    tls.sendall(std::string(kLate, 'd'));
+    sent = true;
+    pysock::socket plain = tls.unwrap();
+    // A client that closed with the data unread would make its kernel send
+    // a reset: a clean EOF here means it read and dropped everything.
+    tail = read_raw_until_eof(plain);
+  });
+  const int port = peer.port();
+  auto body = [this, port]() -> task<void> {
+    auto [reader, writer] =
+        co_await pysock::open_connection("127.0.0.1", port, client_context(), "localhost");
+    writer.close();
+    co_await writer.wait_closed();
+    EXPECT_TRUE(writer.get_socket().closed());
+    // None of the late data reaches the reader.
+    EXPECT_EQ(co_await reader.read(), "");
+    EXPECT_TRUE(reader.at_eof());
+  };
+  run_bounded(body());
+  peer.join();
+  EXPECT_TRUE(sent);
+  EXPECT_TRUE(tail.eof) << "the peer's socket did not see a clean EOF: " << tail.error;
+}
+
+TEST_P(ssl_streams, a_loop_that_ends_during_the_close_wait_closes_the_socket) {
+  const int fds_before = count_open_descriptors();
+  std::atomic<bool> loop_gone{false};
+  raw_tail tail;
+  {
+    tls_peer peer(server_context(), [&](pysock::ssl_socket& tls) {
+      if (!wait_flag(loop_gone)) return;
+      tail = read_raw_until_eof(tls.sock());
+      tls.close();
+    });
+    const int port = peer.port();
+    auto body = [this, port]() -> task<void> {
+      auto [reader, writer] =
+          co_await pysock::open_connection("127.0.0.1", port, client_context(), "localhost");
+      writer.close();
+      // The silent peer and the 30 s default keep the wait going; the body
+      // ends without wait_closed(), and so does the loop.
+      co_await pysock::sleep(20ms);
+      EXPECT_FALSE(writer.get_socket().closed()) << "no close wait was started";
+    };
+    run_bounded(body());
+    loop_gone = true;
+    peer.join();
+  }
+  EXPECT_TRUE(tail.eof) << "the socket stayed open after the loop ended: " << tail.error;
+  EXPECT_GT(tail.bytes, 0u) << "no close_notify record came before the EOF";
+  EXPECT_EQ(count_open_descriptors(), fds_before);
+}
+
+TEST_P(ssl_streams, a_reader_waiting_at_close_gets_eof_and_the_socket_closes_without_waiting) {
+  std::atomic<bool> client_closed{false};
+  raw_tail tail;
+  tls_peer peer(server_context(), [&](pysock::ssl_socket& tls) {
+    if (!wait_flag(client_closed)) return;
+    tail = read_raw_until_eof(tls.sock());
+    tls.close();
+  });
+  const int port = peer.port();
+  auto body = [&, port]() -> task<void> {
+    // A shutdown timeout far beyond the run's bound: waiting would fail the test.
+    auto [reader, writer] = co_await pysock::open_connection(
+        "127.0.0.1", port, client_context(), "localhost", {}, pysock::default_ssl_handshake_timeout,
+        std::chrono::minutes(10));
+    pysock::task_handle<pysock::bytes> reading = pysock::create_task(reader.read());
+    co_await pysock::sleep(20ms);  // the reader is now waiting for data
+    EXPECT_FALSE(reading.done());
+    writer.close();
+    EXPECT_EQ(co_await reading, "");
+    co_await writer.wait_closed();
+    EXPECT_TRUE(writer.get_socket().closed());
+    client_closed = true;
+  };
+  run_bounded(body(), 20s);
+  client_closed = true;
+  peer.join();
+  // The close_notify went out, then the socket closed at once: EOF, or a
+  // reset when a late session ticket was still unread in the client's
+  // kernel buffer (nothing reads once the socket is closed).
+  EXPECT_GT(tail.bytes, 0u) << "no close_notify record came before the end";
+  EXPECT_TRUE(tail.eof || contains(tail.error, "reset")) << tail.error;
+}
+
+TEST_P(ssl_streams, a_server_handlers_close_waits_for_the_clients_close_notify) {
+  auto body = [this]() -> task<void> {
+    std::atomic<bool> handler_closed{false};
+    auto greeter = [&handler_closed](pysock::stream_reader, pysock::stream_writer w) -> task<void> {
+      w.write("bye\n");
+      w.close();
+      co_await w.wait_closed();
+      handler_closed = true;
+    };
+    auto srv = co_await pysock::start_server(greeter, "127.0.0.1", 0, server_context());
+    auto [reader, writer] = co_await pysock::open_connection("127.0.0.1", srv.sockname().port(),
+                                                             client_context(), "localhost");
+    EXPECT_EQ(co_await reader.read(), "bye\n");
+    EXPECT_EQ(co_await reader.read(), "");  // the server's close_notify
+    co_await pysock::sleep(20ms);
+    // The client has not answered: the handler is still in wait_closed().
+    EXPECT_FALSE(handler_closed.load());
+    writer.close();  // our close_notify; we already have the server's, so no wait
+    co_await writer.wait_closed();
+    EXPECT_TRUE(co_await until(handler_closed)) << "the handler's wait_closed() never returned";
+    srv.close();
+    co_await srv.wait_closed();
+
+    // The same with a client that never answers: the server's
+    // ssl_shutdown_timeout ends the handler's wait.
+    std::atomic<bool> silent_closed{false};
+    std::atomic<bool> silent_timed_out{false};
+    auto greeter2 = [&silent_closed, &silent_timed_out](pysock::stream_reader,
+                                                        pysock::stream_writer w) -> task<void> {
+      w.write("bye\n");
+      w.close();
+      try {
+        co_await w.wait_closed();
+      } catch (const pysock::timeout_error&) {
+        silent_timed_out = true;  // asyncio's TimeoutError('SSL shutdown timed out')
+      }
+      silent_closed = true;
+    };
+    auto quick = co_await pysock::start_server(greeter2, "127.0.0.1", 0, server_context(), {},
+                                               pysock::default_ssl_handshake_timeout,
+                                               std::chrono::milliseconds(200));
+    auto [r2, w2] = co_await pysock::open_connection("127.0.0.1", quick.sockname().port(),
+                                                     client_context(), "localhost");
+    EXPECT_EQ(co_await r2.read(), "bye\n");
+    EXPECT_TRUE(co_await until(silent_closed)) << "the handler's wait_closed() never returned";
+    EXPECT_TRUE(silent_timed_out.load()) << "wait_closed() did not raise timeout_error";
+    // The server closed its socket: the client sees the close_notify, then EOF.
+    EXPECT_EQ(co_await r2.read(), "");
+    EXPECT_TRUE(r2.at_eof());
+    w2.close();
+    co_await w2.wait_closed();
+    quick.close();
+    co_await quick.wait_closed();
+  };
+  run_bounded(body());
+}
+
+TEST_P(ssl_streams, start_tls_passes_ssl_shutdown_timeout_on) {
+  std::atomic<bool> client_closed{false};
+  raw_tail tail;
+  pysock::socket listener = pysock::create_server({"127.0.0.1", 0});
+  const int port = listener.getsockname().port();
+  const pysock::ssl_context server_ctx = server_context();
+  std::thread peer([&] {
+    try {
+      listener.settimeout(20s);
+      auto [conn, addr] = listener.accept();
+      conn.settimeout(20s);
+      if (conn.recv(100) != "STARTTLS\n") return;
+      conn.sendall("GO\n");
+      pysock::ssl_socket tls = server_ctx.wrap_socket(std::move(conn), true);
+      if (!wait_flag(client_closed)) return;  // silent after the handshake
+      tail = read_raw_until_eof(tls.sock());
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "STARTTLS peer: " << e.what();
+    }
+  });
+  auto body = [&, port]() -> task<void> {
+    auto [reader, writer] = co_await pysock::open_connection("127.0.0.1", port);
+    writer.write("STARTTLS\n");
+    EXPECT_EQ(co_await reader.readline(), "GO\n");
+    task<void> upgrade =
+        pysock::start_tls(writer, client_context(), "localhost", false,
+                          pysock::default_ssl_handshake_timeout, std::chrono::milliseconds(200));
+    co_await std::move(upgrade);
+    writer.close();
+    // The silent peer: the 200 ms given to start_tls end the wait.
+    EXPECT_THROW(co_await writer.wait_closed(), pysock::timeout_error);
+    EXPECT_TRUE(writer.get_socket().closed());
+    client_closed = true;
+  };
+  try {
+    run_bounded(body());
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << e.what();
+  }
+  client_closed = true;
+  peer.join();
+  EXPECT_TRUE(tail.eof) << tail.error;
+  EXPECT_GT(tail.bytes, 0u);
+}
+
+TEST_P(ssl_streams, a_timeout_that_is_not_positive_is_invalid_argument_as_asyncio_value_error) {
+  auto body = [this]() -> task<void> {
+    auto expect_invalid = [](auto&& call, const std::string& message) {
+      bool raised = false;
+      try {
+        call();
+      } catch (const std::invalid_argument& e) {
+        raised = true;
+        EXPECT_EQ(std::string(e.what()), message);
+      }
+      EXPECT_TRUE(raised) << message;
+    };
+    expect_invalid(
+        [this] {
+          auto t = pysock::open_connection("127.0.0.1", 1, client_context(), "localhost", {},
+                                           pysock::default_ssl_handshake_timeout,
+                                           std::chrono::milliseconds(0));
+        },
+        "ssl_shutdown_timeout should be a positive number, got 0");
+    expect_invalid(
+        [this] {
+          auto t = pysock::start_server(line_echo, "127.0.0.1", 0, server_context(), {},
+                                        std::chrono::milliseconds(-1500));
+        },
+        "ssl_handshake_timeout should be a positive number, got -1.5");
+    auto srv = co_await pysock::start_server(line_echo, "127.0.0.1", 0);
+    // Named, not a structured binding: clang 14 cannot capture those.
+    std::pair<pysock::stream_reader, pysock::stream_writer> streams =
+        co_await pysock::open_connection("127.0.0.1", srv.sockname().port());
+    pysock::stream_reader& reader = streams.first;
+    pysock::stream_writer& writer = streams.second;
+    expect_invalid(
+        [this, &writer] {
+          auto t = pysock::start_tls(writer, client_context(), "localhost", false,
+                                     pysock::default_ssl_handshake_timeout,
+                                     std::chrono::milliseconds(-1));
+        },
+        "ssl_shutdown_timeout should be a positive number, got -0.001");
+    // Refused before anything changed: still a plain stream that works.
+    EXPECT_EQ(pysock::get_ssl_object(writer), nullptr);
+    writer.write("plain\n");
+    EXPECT_EQ(co_await reader.readline(), "plain\n");
     writer.close();
     co_await writer.wait_closed();
     srv.close();

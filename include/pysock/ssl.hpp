@@ -624,46 +624,70 @@ class ssl_stream : public std::iostream {
 
 /// Python's default ssl_handshake_timeout (60 seconds).
 inline constexpr std::chrono::milliseconds default_ssl_handshake_timeout{60000};
+/// Python's default ssl_shutdown_timeout (30 seconds, asyncio 3.11): how long
+/// a closed TLS stream waits for the peer's close_notify before it closes the
+/// socket anyway (see open_connection).
+inline constexpr std::chrono::milliseconds default_ssl_shutdown_timeout{30000};
 
 /// asyncio.open_connection(host, port, ssl=ctx, server_hostname=...,
-/// ssl_handshake_timeout=...): connects, then runs the TLS handshake on the
-/// loop; the streams come back once it is done. server_hostname defaults to
-/// `host` (as Python's); pass "" for none (then ctx must not check host
-/// names). A refused certificate is ssl_cert_verification_error, a peer that
-/// is not speaking TLS ssl_error, a handshake slower than the timeout
-/// connection_aborted_error (Python's ConnectionAbortedError).
+/// ssl_handshake_timeout=..., ssl_shutdown_timeout=...): connects, then runs
+/// the TLS handshake on the loop; the streams come back once it is done.
+/// server_hostname defaults to `host` (as Python's); pass "" for none (then
+/// ctx must not check host names). A refused certificate is
+/// ssl_cert_verification_error, a peer that is not speaking TLS ssl_error, a
+/// handshake slower than the timeout connection_aborted_error (Python's
+/// ConnectionAbortedError).
+///
+/// ssl_shutdown_timeout (asyncio 3.11): writer.close() sends close_notify
+/// once the buffered data is out, then keeps the socket open, dropping any
+/// data that still arrives, until the peer's close_notify (or its end of the
+/// TCP connection, or an error) comes or the timeout passes; then it closes
+/// the socket and wait_closed() returns. A reader waiting at close() time
+/// gets EOF at once and the socket closes without waiting, as before.
+/// Either timeout zero or negative is std::invalid_argument ("...
+/// should be a positive number, got 0"), as asyncio's ValueError; the same
+/// for start_server, serve_forever and start_tls.
 task<std::pair<stream_reader, stream_writer>> open_connection(
     std::string host, int port, ssl_context ssl,
     std::optional<std::string> server_hostname = std::nullopt, stream_limits limits = {},
-    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout,
+    std::chrono::milliseconds ssl_shutdown_timeout = default_ssl_shutdown_timeout);
 
-/// asyncio.start_server(cb, host, port, ssl=ctx, ssl_handshake_timeout=...):
-/// every connection's handshake runs before `handler` is called; a client
-/// whose handshake fails (plain text, bad certificate, timeout) is dropped
-/// without calling it, as asyncio does, and the server goes on serving.
+/// asyncio.start_server(cb, host, port, ssl=ctx, ssl_handshake_timeout=...,
+/// ssl_shutdown_timeout=...): every connection's handshake runs before
+/// `handler` is called; a client whose handshake fails (plain text, bad
+/// certificate, timeout) is dropped without calling it, as asyncio does, and
+/// the server goes on serving. A handler's writer.close() waits for the
+/// client's close_notify up to ssl_shutdown_timeout, as open_connection's.
 task<server> start_server(
     connection_handler handler, std::string host, int port, ssl_context ssl,
     server_config config = {},
-    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout,
+    std::chrono::milliseconds ssl_shutdown_timeout = default_ssl_shutdown_timeout);
 /// start_server(cb, sock=listener, ssl=ctx).
 task<server> start_server(
     connection_handler handler, socket listener, ssl_context ssl, server_config config = {},
-    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout,
+    std::chrono::milliseconds ssl_shutdown_timeout = default_ssl_shutdown_timeout);
 /// The multi-core serve_forever() with ssl=: each loop's connections
 /// handshake before `handler` runs, as start_server(..., ssl).
 void serve_forever(connection_handler handler, const std::string& host, int port, ssl_context ssl,
                    serve_options options = {},
-                   std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+                   std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout,
+                   std::chrono::milliseconds ssl_shutdown_timeout = default_ssl_shutdown_timeout);
 
 /// Python's StreamWriter.start_tls(sslcontext, server_hostname=...,
-/// ssl_handshake_timeout=...) (3.11): turns a plain stream pair into a TLS
-/// one in place (STARTTLS), the handshake done on return. Bytes the reader
-/// had buffered but not consumed are taken as the start of the TLS data.
-/// `server_side` picks the role (Python decides from how the stream was made).
+/// ssl_handshake_timeout=..., ssl_shutdown_timeout=...) (3.11): turns a plain
+/// stream pair into a TLS one in place (STARTTLS), the handshake done on
+/// return. Bytes the reader had buffered but not consumed are taken as the
+/// start of the TLS data. `server_side` picks the role (Python decides from
+/// how the stream was made). close() then waits for the peer's close_notify
+/// up to ssl_shutdown_timeout, as open_connection's.
 task<void> start_tls(
     stream_writer writer, ssl_context ssl, std::string server_hostname = {},
     bool server_side = false,
-    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout);
+    std::chrono::milliseconds ssl_handshake_timeout = default_ssl_handshake_timeout,
+    std::chrono::milliseconds ssl_shutdown_timeout = default_ssl_shutdown_timeout);
 
 /// writer.get_extra_info('ssl_object'): the TLS connection of a stream
 /// (version(), cipher(), getpeercert()...), or nullptr for a plain stream.

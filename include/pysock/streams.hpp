@@ -112,10 +112,12 @@ class stream_codec {
   virtual void send(const_buffer data, std::string& wire, std::error_code& ec) noexcept = 0;
   /// Appends the bytes that end the stream cleanly (TLS close_notify).
   virtual void close(std::string& wire) noexcept = 0;
-  /// After close() has been flushed: how long the stream keeps reading for
-  /// the peer's end (receive() returning eof; TLS: its close_notify, asyncio's
-  /// ssl_shutdown_timeout) before it closes the socket anyway. nullopt:
-  /// close at once. What arrives meanwhile is dropped; wait_closed() waits.
+  /// Asked at close() and again once close()'s output is flushed: how long,
+  /// counted from close(), the stream may take to flush and then read for
+  /// the peer's end (receive() returning eof; TLS: its close_notify) before
+  /// it closes the socket anyway and wait_closed() throws timeout_error
+  /// (asyncio's ssl_shutdown_timeout). nullopt: close once flushed. What
+  /// arrives meanwhile is dropped.
   virtual std::optional<std::chrono::milliseconds> close_wait() const noexcept {
     return std::nullopt;
   }

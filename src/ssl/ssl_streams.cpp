@@ -8,8 +8,11 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
+#include <stdexcept>
+#include <string>
 
 #include "ssl_detail.hpp"
 
@@ -19,16 +22,35 @@ namespace {
 
 bool would_block_errno(int err) noexcept { return err == EAGAIN || err == EWOULDBLOCK; }
 
+// asyncio's SSLProtocol refuses a zero or negative timeout with ValueError.
+void check_timeout(const char* name, std::chrono::milliseconds value) {
+  if (value.count() > 0) return;
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%g", std::chrono::duration<double>(value).count());
+  throw std::invalid_argument(std::string(name) + " should be a positive number, got " + seconds);
+}
+void check_timeouts(std::chrono::milliseconds handshake, std::chrono::milliseconds shutdown) {
+  check_timeout("ssl_handshake_timeout", handshake);
+  check_timeout("ssl_shutdown_timeout", shutdown);
+}
+
 class tls_codec final : public detail::stream_codec {
  public:
-  tls_codec(const ssl_context& ctx, bool server_side, const std::string& server_hostname)
-      : object_(ctx.wrap_bio(incoming_, outgoing_, server_side, server_hostname)) {}
+  tls_codec(const ssl_context& ctx, bool server_side, const std::string& server_hostname,
+            std::chrono::milliseconds shutdown_timeout)
+      : object_(ctx.wrap_bio(incoming_, outgoing_, server_side, server_hostname)),
+        shutdown_timeout_(shutdown_timeout) {}
 
   result receive(int fd, mutable_buffer out, std::size_t& n, std::string& reply,
                  std::error_code& ec) noexcept override {
     // Each round either returns or moves more bytes from the socket into the
     // incoming BIO, so it ends at the latest when recv() says EAGAIN — which
     // an edge-triggered registration needs before the stream may wait.
+    // After close() the same SSL_read serves the shutdown wait: OpenSSL's
+    // SSL_shutdown(3) has the first to close call SSL_read until it reports
+    // SSL_ERROR_ZERO_RETURN (the peer's close_notify, here `eof`); data the
+    // peer still sends before it comes back as `data`, which the closing
+    // transport drops.
     for (;;) {
       if (!ready_) {
         object_.do_handshake(ec);
@@ -86,6 +108,17 @@ class tls_codec final : public detail::stream_codec {
     std::error_code ec;
     object_.unwrap(ec);  // want_read here just means "the peer's not read"
     take_output(wire);
+    close_notify_sent_ = !ec || ec == ssl_errc::want_read;
+  }
+
+  // asyncio's ssl_shutdown_timeout: only a stream that sent close_notify
+  // waits for the answer, and only while the peer's is still missing. A
+  // stream closed mid-handshake or after a failure closes at once.
+  std::optional<std::chrono::milliseconds> close_wait() const noexcept override {
+    if (!close_notify_sent_ || failed_) return std::nullopt;
+    if ((SSL_get_shutdown(object_.native_handle()) & SSL_RECEIVED_SHUTDOWN) != 0)
+      return std::nullopt;
+    return shutdown_timeout_;
   }
 
   void feed(std::string_view early) override { incoming_.write(early); }
@@ -122,8 +155,10 @@ class tls_codec final : public detail::stream_codec {
   memory_bio incoming_;
   memory_bio outgoing_;
   ssl_object object_;
+  std::chrono::milliseconds shutdown_timeout_;
   bool ready_ = false;
   bool failed_ = false;
+  bool close_notify_sent_ = false;
   bool tls_failure_ = false;
   std::error_code system_error_;
 };
@@ -154,12 +189,13 @@ task<void> run_handshake(std::shared_ptr<detail::stream_transport> t, const tls_
 }
 
 task<void> do_start_tls(stream_writer writer, ssl_context ssl, std::string server_hostname,
-                        bool server_side, std::chrono::milliseconds timeout) {
+                        bool server_side, std::chrono::milliseconds timeout,
+                        std::chrono::milliseconds shutdown_timeout) {
   const std::shared_ptr<detail::stream_transport>& t = detail::stream_hooks::transport(writer);
   if (!t) throw std::invalid_argument("start_tls: empty writer");
   if (detail::stream_hooks::codec(*t) != nullptr)
     throw std::runtime_error("start_tls: the stream already uses TLS");
-  auto owned = std::make_unique<tls_codec>(ssl, server_side, server_hostname);
+  auto owned = std::make_unique<tls_codec>(ssl, server_side, server_hostname, shutdown_timeout);
   const tls_codec* codec = owned.get();
   detail::stream_hooks::set_codec(*t, std::move(owned));
   const std::string where = "do_handshake(" + describe_peer(writer) + ")";
@@ -178,14 +214,16 @@ task<void> do_start_tls(stream_writer writer, ssl_context ssl, std::string serve
 
 task<std::pair<stream_reader, stream_writer>> do_open_connection(
     std::string host, int port, ssl_context ssl, std::optional<std::string> server_hostname,
-    stream_limits limits, std::chrono::milliseconds timeout) {
+    stream_limits limits, std::chrono::milliseconds timeout,
+    std::chrono::milliseconds shutdown_timeout) {
   // Tasks are made before their co_await: GCC 12's double destruction of
   // by-value coroutine arguments (PR 99576) hits temporaries made inside it.
   task<std::pair<stream_reader, stream_writer>> connecting =
       pysock::open_connection(host, port, limits);
   std::pair<stream_reader, stream_writer> streams = co_await std::move(connecting);
   task<void> handshake =
-      do_start_tls(streams.second, std::move(ssl), server_hostname.value_or(host), false, timeout);
+      do_start_tls(streams.second, std::move(ssl), server_hostname.value_or(host), false, timeout,
+                   shutdown_timeout);
   try {
     co_await std::move(handshake);
   } catch (...) {
@@ -196,11 +234,13 @@ task<std::pair<stream_reader, stream_writer>> do_open_connection(
 }
 
 task<void> serve_tls_connection(ssl_context ssl, connection_handler handler,
-                                std::chrono::milliseconds timeout, stream_reader reader,
+                                std::chrono::milliseconds timeout,
+                                std::chrono::milliseconds shutdown_timeout, stream_reader reader,
                                 stream_writer writer) {
   bool ok = false;
   try {
-    task<void> handshake = do_start_tls(writer, std::move(ssl), std::string(), true, timeout);
+    task<void> handshake =
+        do_start_tls(writer, std::move(ssl), std::string(), true, timeout, shutdown_timeout);
     co_await std::move(handshake);
     ok = true;
   } catch (const os_error&) {
@@ -216,13 +256,16 @@ task<void> serve_tls_connection(ssl_context ssl, connection_handler handler,
 }
 
 connection_handler tls_handler(connection_handler handler, ssl_context ssl,
-                               std::chrono::milliseconds timeout) {
+                               std::chrono::milliseconds timeout,
+                               std::chrono::milliseconds shutdown_timeout) {
   if (!handler) throw std::invalid_argument("start_server: empty handler");
-  return [handler = std::move(handler), ssl = std::move(ssl), timeout](
+  check_timeouts(timeout, shutdown_timeout);
+  return [handler = std::move(handler), ssl = std::move(ssl), timeout, shutdown_timeout](
              stream_reader reader, stream_writer writer) -> task<void> {
     // A plain function returning the coroutine: the lambda object may go
     // before the task ends, so the task must not refer to its captures.
-    return serve_tls_connection(ssl, handler, timeout, std::move(reader), std::move(writer));
+    return serve_tls_connection(ssl, handler, timeout, shutdown_timeout, std::move(reader),
+                                std::move(writer));
   };
 }
 
@@ -230,35 +273,43 @@ connection_handler tls_handler(connection_handler handler, ssl_context ssl,
 
 task<std::pair<stream_reader, stream_writer>> open_connection(
     std::string host, int port, ssl_context ssl, std::optional<std::string> server_hostname,
-    stream_limits limits, std::chrono::milliseconds ssl_handshake_timeout) {
+    stream_limits limits, std::chrono::milliseconds ssl_handshake_timeout,
+    std::chrono::milliseconds ssl_shutdown_timeout) {
+  check_timeouts(ssl_handshake_timeout, ssl_shutdown_timeout);
   return do_open_connection(std::move(host), port, std::move(ssl), std::move(server_hostname),
-                            limits, ssl_handshake_timeout);
+                            limits, ssl_handshake_timeout, ssl_shutdown_timeout);
 }
 
 task<server> start_server(connection_handler handler, std::string host, int port, ssl_context ssl,
-                          server_config config, std::chrono::milliseconds ssl_handshake_timeout) {
+                          server_config config, std::chrono::milliseconds ssl_handshake_timeout,
+                          std::chrono::milliseconds ssl_shutdown_timeout) {
   return pysock::start_server(
-      tls_handler(std::move(handler), std::move(ssl), ssl_handshake_timeout), std::move(host), port,
-      std::move(config));
+      tls_handler(std::move(handler), std::move(ssl), ssl_handshake_timeout, ssl_shutdown_timeout),
+      std::move(host), port, std::move(config));
 }
 
 task<server> start_server(connection_handler handler, socket listener, ssl_context ssl,
-                          server_config config, std::chrono::milliseconds ssl_handshake_timeout) {
+                          server_config config, std::chrono::milliseconds ssl_handshake_timeout,
+                          std::chrono::milliseconds ssl_shutdown_timeout) {
   return pysock::start_server(
-      tls_handler(std::move(handler), std::move(ssl), ssl_handshake_timeout), std::move(listener),
-      std::move(config));
+      tls_handler(std::move(handler), std::move(ssl), ssl_handshake_timeout, ssl_shutdown_timeout),
+      std::move(listener), std::move(config));
 }
 
 void serve_forever(connection_handler handler, const std::string& host, int port, ssl_context ssl,
-                   serve_options options, std::chrono::milliseconds ssl_handshake_timeout) {
-  pysock::serve_forever(tls_handler(std::move(handler), std::move(ssl), ssl_handshake_timeout),
-                        host, port, std::move(options));
+                   serve_options options, std::chrono::milliseconds ssl_handshake_timeout,
+                   std::chrono::milliseconds ssl_shutdown_timeout) {
+  pysock::serve_forever(
+      tls_handler(std::move(handler), std::move(ssl), ssl_handshake_timeout, ssl_shutdown_timeout),
+      host, port, std::move(options));
 }
 
 task<void> start_tls(stream_writer writer, ssl_context ssl, std::string server_hostname,
-                     bool server_side, std::chrono::milliseconds ssl_handshake_timeout) {
+                     bool server_side, std::chrono::milliseconds ssl_handshake_timeout,
+                     std::chrono::milliseconds ssl_shutdown_timeout) {
+  check_timeouts(ssl_handshake_timeout, ssl_shutdown_timeout);
   return do_start_tls(std::move(writer), std::move(ssl), std::move(server_hostname), server_side,
-                      ssl_handshake_timeout);
+                      ssl_handshake_timeout, ssl_shutdown_timeout);
 }
 
 const ssl_object* get_ssl_object(const stream_writer& writer) noexcept {
