@@ -16,6 +16,11 @@ Scenarios, server on CPU 0 and the load on CPU 1, one server thread:
   keepalive  wrk -c50, a 1 KiB file, keep-alive (HTTPS requests/s)
   close      wrk -c50 with `Connection: close`: every request is a new TCP
              connection and a full handshake (handshakes/s)
+  full       bench/tls_handshake_load.c -c50: 50 connections at once, each a
+             full handshake (no tickets, no session cache: nothing to resume),
+             one GET /1k.bin, close; the next connection starts at once
+             (concurrent full handshakes/s). wrk cannot do this: it always
+             resumes from its client session cache.
   stime      openssl s_time -new -www /1k.bin: one connection at a time, a full
              handshake each (sequential handshakes/s, latency bound)
 Rounds interleave every (scenario, server) pair; medians. Server CPU is
@@ -93,9 +98,12 @@ TITLES = {
     "keepalive": "HTTPS requests/s: 1 KiB file, 50 keep-alive connections (wrk)",
     "close": "Handshakes/s, resumed: 1 KiB file, 50 connections, `Connection: close` — a new connection "
              "and a TLS 1.3 resumption (PSK + X25519) per request (wrk)",
+    "full": "Handshakes/s, full (ECDSA signature + X25519), 50 concurrent connections: "
+            "`bench/tls_handshake_load.c -c50`, no tickets and no session cache, one request per connection",
     "stime": "Handshakes/s, full (ECDSA signature + X25519), sequential: `openssl s_time -new -www /1k.bin`, "
              "one connection at a time",
 }
+FULL_CONNECTIONS = 50
 
 
 def make_certs(tmp):
@@ -171,6 +179,9 @@ def run_load(args, port, scenario, duration, env):
     if scenario == "stime":
         cmd = pin + ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(duration),
                      "-www", "/1k.bin", "-ciphersuites", SUITE]
+    elif scenario == "full":
+        cmd = pin + [args.load, "-p", str(port), "-c", str(FULL_CONNECTIONS), "-d", str(duration),
+                     "-u", "/1k.bin", "-s", SUITE]
     else:
         cmd = pin + ["wrk", "-t1", "-c50", f"-d{duration}s"]
         if scenario == "close":
@@ -190,6 +201,17 @@ def run_load(args, port, scenario, duration, env):
             raise RuntimeError(f"cannot parse openssl s_time output:\n{out}")
         requests = int(m.group(1))
         rate = requests / wall
+    elif scenario == "full":
+        fields = dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+        if "handshakes_per_s" not in fields:
+            raise RuntimeError(f"cannot parse tls_handshake_load output:\n{out}")
+        if int(fields["resumed"]) != 0:
+            # The scenario's whole point: a resumed handshake would make the row a lie.
+            raise RuntimeError(f"tls_handshake_load saw {fields['resumed']} resumed handshakes:\n{out}")
+        requests = int(fields["ok"])
+        rate = float(fields["handshakes_per_s"])
+        errors = {k: int(fields[k]) for k in ("connect_errors", "tls_errors", "http_errors")}
+        problems = " ".join(f"{k}: {v}" for k, v in errors.items() if v)
     else:
         m = re.search(r"(\d+) requests in", out)
         if not m:
@@ -236,11 +258,17 @@ def main():
     ap.add_argument("--root", required=True)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--scenarios", default="keepalive,close,stime")
+    ap.add_argument("--scenarios", default="keepalive,close,full,stime")
+    ap.add_argument("--load", help="bench/tls_handshake_load.c built (the 'full' scenario)")
     ap.add_argument("--no-perf", action="store_true", help="skip the perf look when pysock is behind")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = ap.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
+    unknown = [s for s in scenarios if s not in TITLES]
+    if unknown:
+        ap.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(TITLES)}")
+    if "full" in scenarios and not (args.load and os.access(args.load, os.X_OK)):
+        ap.error("the 'full' scenario needs --load (bench/tls_handshake_load.c built)")
     load_before = os.getloadavg()
 
     tmp = tempfile.mkdtemp(prefix="pysock-tls-bench.")
@@ -282,7 +310,7 @@ def main():
         def med(scenario, name, field):
             return median(r[field] for r in results.get((scenario, name), []))
 
-        behind = [s for s in ("close", "stime", "keepalive") if s in scenarios
+        behind = [s for s in ("full", "close", "stime", "keepalive") if s in scenarios
                   and min(ratio(med(s, p, f), med(s, n, f)) for f in ("rate", "per_cpu")) < 1.0]
         if behind and not args.no_perf:
             print(f"== perf record of pysock http.server under '{behind[0]}'", flush=True)
@@ -323,6 +351,7 @@ def main():
             v = ratio(med(scenario, p, field), med(scenario, n, field))
             verdict = f"met ({v - 1:+.0%})" if v >= 1.0 else f"**missed** ({v - 1:+.0%})"
             what = {"keepalive": "HTTPS requests/s", "close": "resumed handshakes/s (wrk, Connection: close)",
+                    "full": f"full handshakes/s ({FULL_CONNECTIONS} concurrent, tls_handshake_load)",
                     "stime": "full handshakes/s (s_time, sequential)"}[scenario]
             summary.append(f"| {what}{label} vs nginx | {v:.2f}× | ≥ 1.0× | {verdict} |")
     for line in summary:
@@ -343,7 +372,8 @@ def main():
 ## HTTPS: `pysock http.server --certfile` vs nginx
 
 {args.duration} s per run, {args.rounds} round(s), every (scenario, server) pair interleaved in each round;
-medians. One server thread on CPU 0 (`taskset -c 0`), the load (wrk -t1 or openssl s_time) on CPU 1.
+medians. One server thread on CPU 0 (`taskset -c 0`), the load (wrk -t1, `bench/tls_handshake_load`
+or openssl s_time, each one thread) on CPU 1.
 Server CPU is utime + stime (all threads, and nginx's worker) from `/proc` before and after each run;
 load CPU is the load generator's own (`RUSAGE_CHILDREN`): near {args.duration} s per run means the
 load generator, not the server, was the limit, and requests/s then compare the clients; handshakes
@@ -369,9 +399,19 @@ and requests per server CPU-second compare the servers.
   from a session ticket (PSK with a fresh X25519 exchange, no certificate, no signature): nginx
   logging `$ssl_session_reused` showed 879 of 884 such handshakes resumed in a check run
   (wrk 4.1.0, nginx 1.22.1); `openssl s_client -sess_in` confirms that both servers resume (above).
-  Full handshakes come from `openssl s_time -new` (no session reuse), one at a time: it measures
-  latency, and the client's own work (ECDSA verification) takes about as much CPU as the server's,
-  so its requests/s say little; compare handshakes per server CPU-second.
+  Full handshakes with many clients at once come from `bench/tls_handshake_load.c` (built by
+  `bench/run_tls.sh`, OpenSSL, one thread, epoll): {FULL_CONNECTIONS} connections in flight, each a new
+  TCP connection, a new `SSL` from a context with `SSL_OP_NO_TICKET` and `SSL_SESS_CACHE_OFF`, never
+  given a session (so it offers no PSK), one `GET /1k.bin` with `Connection: close`, a 200 with the
+  whole body counted, then `close_notify` and close; the next connection starts at once. It counts
+  `SSL_session_reused()` and the run is refused unless that stays 0. The servers still make and
+  send their session tickets after each handshake (a TLS 1.3 client cannot refuse them); the client
+  drops them. No certificate chain check
+  (as wrk), but TLS 1.3 makes the client verify the server's signature (CertificateVerify) anyway,
+  so the client's CPU per handshake is close to the server's: load CPU near the run time means the
+  one client thread was the limit, and handshakes per server CPU-second are the comparison.
+  `openssl s_time -new` (no session reuse) does full handshakes one at a time: it measures latency,
+  and its requests/s say little; compare handshakes per server CPU-second.
 
 {chr(10).join(body)}
 ### Target (issue #7: ≥ 1.0× nginx)
@@ -387,8 +427,9 @@ Machine: {os.cpu_count()} CPUs (`nproc`), Linux {uname.release}, {datetime.date.
 {load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f} after (1 / 5 / 15 min).
 Command: `bench/run_tls.sh` (ROUNDS={args.rounds} DURATION={args.duration} SCENARIOS={args.scenarios});
 load: `wrk -t1 -c50 -d{args.duration}s [-H "Connection: close"] https://127.0.0.1:PORT/1k.bin`,
+`tls_handshake_load -p PORT -c {FULL_CONNECTIONS} -d {args.duration} -u /1k.bin -s {SUITE}`,
 `openssl s_time -connect 127.0.0.1:PORT -new -time {args.duration} -www /1k.bin -ciphersuites {SUITE}`.
-{"Errors seen: " + "; ".join(notes) if notes else "No wrk socket errors or non-2xx responses."}
+{"Errors seen: " + "; ".join(notes) if notes else "No socket, TLS or HTTP errors and no non-2xx responses."}
 <!-- END tls -->"""
 
     if args.no_write:
