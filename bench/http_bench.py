@@ -106,6 +106,7 @@ http {{
 # (name, threads) → how to start it; "kind" says which scenarios it serves.
 SERVERS = [
     ("pysock http.server", 1, "pysock"),
+    ("pysock http.server, no access log", 1, "pysock-nolog"),
     ("pysock http.server, no file cache", 1, "pysock-nocache"),
     ("nginx", 1, "nginx"),
     ("raw epoll C, fixed reply", 1, "raw"),
@@ -116,9 +117,9 @@ SERVERS = [
 ]
 SCENARIOS = {
     # name: (path, wrk args, which server kinds)
-    "keepalive": ("/1k.bin", ["-c50"], {"pysock", "pysock-nocache", "nginx", "raw", "python"}),
+    "keepalive": ("/1k.bin", ["-c50"], {"pysock", "pysock-nolog", "pysock-nocache", "nginx", "raw", "python"}),
     "pipelined": ("/1k.bin", ["-c50", "-s", None, "--", str(PIPELINE_DEPTH)],
-                  {"pysock", "pysock-nocache", "nginx", "raw"}),
+                  {"pysock", "pysock-nolog", "pysock-nocache", "nginx", "raw"}),
     "large": ("/100m.bin", ["-c4", "--timeout", "30s"], {"pysock", "nginx", "python"}),
 }
 
@@ -128,18 +129,31 @@ def cpus_for(threads):
     return ("0", "1", 1) if threads == 1 else ("0,1", "0,1", 2)
 
 
+def has_no_access_log(pysock):
+    """Whether this pysock's http.server has --no-access-log (the row
+    "no access log", nginx's `access_log off`, is left out otherwise)."""
+    try:
+        out = subprocess.run([pysock, "http.server", "--help"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--no-access-log" in out.stdout + out.stderr
+
+
 def start_server(args, tmp, docroot, kind, threads):
     devnull = subprocess.DEVNULL
     port = free_port()
     server_cpus = cpus_for(threads)[0]
     pin = ["taskset", "-c", server_cpus]
-    if kind in ("pysock", "pysock-nocache"):
+    if kind in ("pysock", "pysock-nolog", "pysock-nocache"):
         # The access log (stderr, as Python's) goes to /dev/null: writing it
         # costs time that nginx, with access_log off, does not spend.
         cmd = pin + [args.pysock, "http.server", str(port), "-b", "127.0.0.1", "-d", docroot, "--threads",
                      str(threads)]
         if kind == "pysock-nocache":
             cmd += ["--file-cache-bytes", "0"]
+        elif kind == "pysock-nolog":
+            cmd += ["--no-access-log"]
     elif kind == "nginx":
         conf = os.path.join(tmp, f"nginx-{port}.conf")
         with open(conf, "w") as f:
@@ -217,8 +231,11 @@ def main():
     running = {}
     results = {}
     notes = []
+    quiet = has_no_access_log(args.pysock)
     try:
         for name, threads, kind in SERVERS:
+            if kind == "pysock-nolog" and not quiet:
+                continue
             if threads in thread_counts and any(kind in SCENARIOS[s][2] for s in scenarios):
                 running[(name, threads)] = (kind, *start_server(args, tmp, docroot, kind, threads))
         pairs = [(s, key) for s in scenarios for key, (kind, _, _) in running.items()
@@ -298,6 +315,19 @@ def main():
             target(f"pipelined ×{PIPELINE_DEPTH}, {t}: per server CPU vs raw C",
                    ratio(med("pipelined", p, threads, "per_cpu"),
                          med("pipelined", "raw epoll C, fixed reply", threads, "per_cpu")), 0.9)
+            if quiet and threads == 1:
+                # Not a target: the same comparison with the access log off, as
+                # nginx runs here (the raw responder logs nothing either).
+                q = "pysock http.server, no access log"
+                off = ratio(med("pipelined", q, 1, "per_cpu"),
+                            med("pipelined", "raw epoll C, fixed reply", 1, "per_cpu"))
+                summary.append(f"| access log off: pipelined ×{PIPELINE_DEPTH}, {t}: per server CPU vs raw C "
+                               f"| {off:.2f}× | (for comparison) | |")
+        if quiet and threads == 1 and "keepalive" in scenarios:
+            q = "pysock http.server, no access log"
+            off = ratio(med("keepalive", q, 1, "per_cpu"), med("keepalive", n, 1, "per_cpu"))
+            summary.append(f"| access log off: keep-alive, {t}: per server CPU vs nginx | {off:.2f}× "
+                           f"| (for comparison) | |")
         if "large" in scenarios:
             target(f"{LARGE_MIB} MiB file, {t}: MiB/s vs nginx",
                    ratio(med("large", p, threads, "mib_s"), med("large", n, threads, "mib_s")), 0.95)
@@ -345,7 +375,9 @@ round; medians. Server CPU is utime + stime (all threads, and nginx's worker pro
 
 - `pysock http.server` — the event-loop transport (`--threads N`), Release build, its small-file
   cache on (the default) or off (`--file-cache-bytes 0`); its access log (stderr, as Python's)
-  goes to `/dev/null`: writing it costs time nginx does not spend.
+  goes to `/dev/null`: formatting and writing it costs time nginx, with `access_log off`, does not
+  spend. The row "no access log" (`--no-access-log`, when the binary has it) is the
+  like-for-like comparison; the targets are measured with the log on.
 - nginx {nginx_version} (Debian nginx-light), `worker_processes N` (+ its idle master), `sendfile on`,
   `access_log off`, `keepalive_requests 1000000`.
 - raw epoll C (`bench/http_raw_epoll.c`): the same 1 KiB reply, fixed, from memory; no parsing

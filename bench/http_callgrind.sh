@@ -11,7 +11,8 @@
 # usage: bench/http_callgrind.sh pysock|raw BINARY [SHORT_SECS LONG_SECS]
 #   pysock: BINARY is tools/pysock (its access log goes to /dev/null, still
 #           formatted and written); raw: BINARY is bench/http_raw_epoll.c built.
-#   env: CONNS=10 DEPTH=16
+#   env: CONNS=10 DEPTH=16 ARGS= (more http.server arguments, e.g.
+#        ARGS=--no-access-log for the like-for-like count against raw C)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIND=$1
@@ -33,7 +34,7 @@ run() { # seconds -> "instructions requests"
   out="$TMP/cg.$1"
   if [ "$KIND" = pysock ]; then
     taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" \
-      "$BIN" http.server "$p" -b 127.0.0.1 -d "$TMP" >/dev/null 2>&1 &
+      "$BIN" http.server "$p" -b 127.0.0.1 -d "$TMP" ${ARGS:-} >/dev/null 2>&1 &
   else
     taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" "$BIN" "$p" 1 \
       >/dev/null 2>&1 &

@@ -38,10 +38,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <list>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <vector>
 
 namespace pysock::http {
 
@@ -58,10 +59,12 @@ class file_cache {
  public:
   struct entry {
     struct ::stat st {};  ///< the file's stat when loaded; a hit needs the same
-    /// Everything a keep-alive HTTP/1.1 200 of the whole file sends after
-    /// its Date value: "\r\n", the fields, "\r\n", the body. The common hit
-    /// (a pipelined GET) is then the status line, the Date, and one append.
-    std::string response;
+    /// A keep-alive HTTP/1.1 200 of the whole file, complete: status line,
+    /// Server, Date, the fields, the blank line, the body. The common hit
+    /// (a GET of a cached file) is one append of ok_response(), which
+    /// rewrites the Date in place (hence mutable: entries are otherwise
+    /// read-only, and a cache serves one thread).
+    mutable std::string response;
     std::string_view body;  ///< the file's content, inside `response`
     std::string etag;
     std::string last_modified;  ///< IMF-fixdate of st_mtime
@@ -69,6 +72,16 @@ class file_cache {
     /// append_file_fields() of the whole file (a 200's fields, formatted),
     /// inside `response`.
     std::string_view fields;
+
+    /// `response` with its Date brought up to `now` (an IMF-fixdate is
+    /// always 29 characters: rewritten in place once per second, so the
+    /// views into `response` stay valid).
+    std::string_view ok_response(std::time_t now) const;
+
+   private:
+    friend class file_cache;
+    std::size_t date_at_ = 0;  // where the Date's value is in `response`
+    mutable std::time_t date_second_ = -1;
   };
 
   explicit file_cache(file_cache_limits limits = {}) : limits_(limits) {}
@@ -79,7 +92,15 @@ class file_cache {
   /// is one and fstatat(root_fd, relative) still shows the same file (not
   /// asked again within one batch); a stale entry is dropped. The pointer is
   /// valid until the next call.
-  const entry* find(int root_fd, const std::string& relative);
+  const entry* find(int root_fd, std::string_view relative);
+
+  /// find() straight from a request's raw path ("/dir/name", still
+  /// percent-encoded), for the usual request whose path is already in normal
+  /// form: without a '%', "/" + a cached key can only be what decoding and
+  /// normalising would make of it (keys are normalised, so a key equal to
+  /// the rest of the path proves it normal). nullptr means "not found this
+  /// way" and counts no miss: decode, normalise and find() then.
+  const entry* find_raw(int root_fd, std::string_view raw_path);
 
   /// New input has arrived (a recv): the next find() of each entry stats
   /// the file again.
@@ -93,25 +114,45 @@ class file_cache {
                     std::string_view mime);
 
   std::size_t bytes() const noexcept { return bytes_; }
-  std::size_t entries() const noexcept { return index_.size(); }
+  std::size_t entries() const noexcept { return used_; }
   std::uint64_t hits() const noexcept { return hits_; }
   std::uint64_t misses() const noexcept { return misses_; }
   const file_cache_limits& limits() const noexcept { return limits_; }
 
  private:
+  struct node;
+  using list = std::list<node>;
   struct node {
     std::string key;
     entry value;
     std::size_t cost = 0;
     std::uint64_t checked_batch = 0;  // batch_ when last stat'ed
+    list::iterator self;              // where it is in lru_
   };
-  using list = std::list<node>;
 
   void erase(list::iterator it);
+  // The hit path of find() and find_raw(): stat (once per batch), LRU.
+  const entry* check(node* n, int root_fd, bool count_miss);
+
+  // The index from key to list node: open addressing with linear probing
+  // over a power-of-two array kept at most half full, each slot holding the
+  // key's hash beside the node (most probes end at the hash). A hit is one
+  // hash of a short path, one or two slots and one key comparison: what
+  // std::unordered_map spent ~120 instructions on per request
+  // (bench/http_perf_notes.md). List nodes never move, so slots point to them.
+  struct slot {
+    std::uint64_t hash = 0;
+    node* entry = nullptr;  // null: free
+  };
+  static std::uint64_t hash(std::string_view key) noexcept;
+  node* lookup(std::string_view key) const noexcept;
+  void index_insert(node* n);
+  void index_erase(const node* n) noexcept;
 
   file_cache_limits limits_;
-  list lru_;  // most recently used first
-  std::unordered_map<std::string, list::iterator> index_;
+  list lru_;                 // most recently used first
+  std::vector<slot> slots_;  // empty until the first entry
+  std::size_t used_ = 0;
   std::size_t bytes_ = 0;
   std::uint64_t batch_ = 1;
   std::uint64_t hits_ = 0;

@@ -5,6 +5,10 @@
 #include <array>
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace pysock::http {
 namespace {
 
@@ -88,6 +92,52 @@ std::size_t find_query_or_fragment(std::string_view s) noexcept {
   return std::string_view::npos;
 }
 
+// The fast path's scanners: the length of the run of ordinary bytes at `p`
+// (at most `n`), sixteen bytes per step with SSE2 (part of every x86-64),
+// eight-byte words elsewhere.
+//
+// printable_run: bytes in [low, 0x7e]; stops at a control byte, DEL or a
+// byte >= 0x80 (the general path's rules decide about those).
+inline std::size_t printable_run(const unsigned char* p, std::size_t n,
+                                 unsigned char low) noexcept {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i below = _mm_set1_epi8(static_cast<char>(low));
+  const __m128i del = _mm_set1_epi8(0x7f);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    // Signed comparison: bytes >= 0x80 are negative, so "below" flags them.
+    const int stop =
+        _mm_movemask_epi8(_mm_or_si128(_mm_cmplt_epi8(v, below), _mm_cmpeq_epi8(v, del)));
+    if (stop != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(stop)));
+  }
+#else
+  while (i + 8 <= n && all_printable(p + i, low)) i += 8;
+#endif
+  while (i < n && p[i] >= low && p[i] < 0x7f) ++i;
+  return i;
+}
+
+// path_run: the target's path (printable_run from 0x21) up to a '?' or '#'.
+inline std::size_t path_run(const unsigned char* p, std::size_t n) noexcept {
+  std::size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i below = _mm_set1_epi8(0x21);
+  const __m128i del = _mm_set1_epi8(0x7f);
+  const __m128i question = _mm_set1_epi8('?');
+  const __m128i hash = _mm_set1_epi8('#');
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i odd = _mm_or_si128(_mm_cmplt_epi8(v, below), _mm_cmpeq_epi8(v, del));
+    const __m128i ends = _mm_or_si128(_mm_cmpeq_epi8(v, question), _mm_cmpeq_epi8(v, hash));
+    const int stop = _mm_movemask_epi8(_mm_or_si128(odd, ends));
+    if (stop != 0) return i + static_cast<std::size_t>(__builtin_ctz(static_cast<unsigned>(stop)));
+  }
+#endif
+  while (i < n && p[i] > 0x20 && p[i] < 0x7f && p[i] != '?' && p[i] != '#') ++i;
+  return i;
+}
+
 constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
 std::string_view trim(std::string_view s) noexcept {
@@ -163,10 +213,15 @@ request_parser::request_parser(parser_limits limits) : limits_(limits) {
 }
 
 void request_parser::reset() noexcept {
-  auto headers = std::move(request_.headers);
-  headers.clear();
-  request_ = request{};
-  request_.headers = std::move(headers);
+  // Field by field: the header vector keeps its memory.
+  request_.request_line = request_.method = request_.target = {};
+  request_.path = request_.query = {};
+  request_.version_minor = 1;
+  request_.headers.clear();
+  request_.content_length = 0;
+  request_.keep_alive = true;
+  request_.plain_request_line = false;
+  request_.maybe_conditional = true;
   skipped_ = scanned_ = line_checked_ = head_size_ = 0;
   line_end_ = method_end_ = target_end_ = 0;
   error_status_ = 0;
@@ -181,9 +236,179 @@ parse_status request_parser::fail(int status, std::string message, std::string_v
   return parse_status::failed;
 }
 
+// The fast path: a whole, ordinary head in one pass (what nearly every
+// request is, and every pipelined one). It only ever accepts: on anything
+// unusual (a partial head, an absolute-form target, a byte >= 0x80, a
+// limit, an error of any kind) it leaves no trace and the general path
+// below parses the same bytes from the start and names the error. So it must
+// accept exactly what the general path accepts, with the same result
+// (test_parser checks this by feeding byte by byte, which never takes it).
+bool request_parser::parse_whole_head(std::string_view input) {
+  const char* const data = input.data();
+  const auto* b = reinterpret_cast<const unsigned char*>(data);
+  const std::size_t n = input.size();
+  // Method: tokens up to max_method bytes, then one space.
+  std::size_t i = 0;
+  if (n >= 4 && limits_.max_method >= 3 && std::memcmp(b, "GET ", 4) == 0) {
+    i = 3;
+  } else {
+    const std::size_t method_stop = std::min(n, limits_.max_method);
+    while (i < method_stop && (byte_classes[b[i]] & class_tchar) != 0) ++i;
+    if (i == 0 || i >= n || b[i] != ' ') return false;
+  }
+  const std::size_t method_end = i++;
+  // Target: origin-form, printable ASCII, at most max_target bytes; where
+  // its path ends is found on the way.
+  if (i >= n || b[i] != '/') return false;
+  const std::size_t target_stop = std::min(n, method_end + 1 + limits_.max_target);
+  i += path_run(b + i, target_stop - i);
+  const std::size_t path_end = i;
+  if (i < target_stop && (b[i] == '?' || b[i] == '#'))
+    i += printable_run(b + i, target_stop - i, 0x21);
+  if (i >= n || b[i] != ' ') return false;
+  const std::size_t target_end = i++;
+  // Version: "HTTP/1.<digit>", then the line end.
+  if (n - i < 9 || std::memcmp(b + i, "HTTP/1.", 7) != 0 || b[i + 7] < '0' || b[i + 7] > '9')
+    return false;
+  const int minor = b[i + 7] - '0';
+  i += 8;
+  const std::size_t line_size = i;
+  if (b[i] == '\r') {
+    if (i + 1 >= n || b[i + 1] != '\n') return false;
+    ++i;
+  } else if (b[i] != '\n') {
+    return false;
+  }
+  const std::size_t fields_start = ++i;
+
+  // Fields, line by line, until the blank line.
+  int host_count = 0;
+  bool have_length = false;
+  bool conditional = false;
+  std::uint64_t length = 0;
+  std::string_view connection;
+  std::vector<header_field>& headers = request_.headers;
+  const auto give_up = [&headers] {
+    headers.clear();
+    return false;
+  };
+  std::size_t end;
+  for (;;) {
+    if (i >= n) return give_up();
+    if (b[i] == '\n') {
+      end = i + 1;
+      break;
+    }
+    if (b[i] == '\r') {
+      if (i + 1 >= n || b[i + 1] != '\n') return give_up();
+      end = i + 2;
+      break;
+    }
+    const std::size_t name_start = i;
+    // "Host:" (every HTTP/1.1 request has one) in one comparison: the
+    // letters case-insensitively, then the colon.
+    bool host = false;
+    if (n - i >= 5 && (b[i] | 0x20) == 'h' && (b[i + 1] | 0x20) == 'o' &&
+        (b[i + 2] | 0x20) == 's' && (b[i + 3] | 0x20) == 't' && b[i + 4] == ':') {
+      host = true;
+      i += 4;
+    } else {
+      while (i < n && (byte_classes[b[i]] & class_tchar) != 0) ++i;
+      if (i >= n || b[i] != ':' || i == name_start) return give_up();
+    }
+    const std::string_view name(data + name_start, i - name_start);
+    ++i;
+    while (i < n && (b[i] == ' ' || b[i] == '\t')) ++i;
+    const std::size_t value_start = i;
+    for (;;) {
+      i += printable_run(b + i, n - i, 0x20);
+      if (i < n && (byte_classes[b[i]] & class_value) != 0) {
+        ++i;  // a tab or a byte >= 0x80: allowed, carry on
+        continue;
+      }
+      break;
+    }
+    if (i >= n) return give_up();
+    std::size_t value_end = i;
+    if (b[i] == '\r') {
+      if (i + 1 >= n || b[i + 1] != '\n') return give_up();
+      ++i;
+    } else if (b[i] != '\n') {
+      return give_up();
+    }
+    ++i;
+    while (value_end > value_start && is_ows(data[value_end - 1])) --value_end;
+    const std::string_view value(data + value_start, value_end - value_start);
+    if (headers.size() == limits_.max_headers) return give_up();
+    headers.push_back({name, value});
+    // The other names the parser acts on, told apart by length first.
+    if (host) {
+      if (++host_count > 1) return give_up();
+      continue;
+    }
+    switch (name.size()) {
+      case 4:
+        if (iequals(name, "Host") && ++host_count > 1) return give_up();
+        break;
+      case 5:
+        conditional = conditional || iequals(name, "Range");
+        break;
+      case 8:
+        conditional = conditional || iequals(name, "If-Range");
+        break;
+      case 13:
+        conditional = conditional || iequals(name, "If-None-Match");
+        break;
+      case 10:
+        if (iequals(name, "Connection")) connection = value;
+        break;
+      case 14:
+        if (iequals(name, "Content-Length")) {
+          std::uint64_t v = 0;
+          if (!parse_decimal(value, v) || (have_length && v != length)) return give_up();
+          have_length = true;
+          length = v;
+        }
+        break;
+      case 17:
+        if (iequals(name, "Transfer-Encoding")) return give_up();
+        conditional = conditional || iequals(name, "If-Modified-Since");
+        break;
+      default:
+        break;
+    }
+  }
+  if (end - fields_start > limits_.max_header_section) return give_up();
+  if (minor >= 1 && host_count != 1) return give_up();
+
+  request_.request_line = std::string_view(data, line_size);
+  request_.method = std::string_view(data, method_end);
+  request_.target = std::string_view(data + method_end + 1, target_end - method_end - 1);
+  request_.path = std::string_view(data + method_end + 1, path_end - method_end - 1);
+  if (path_end < target_end && b[path_end] == '?') {
+    const std::string_view query(data + path_end + 1, target_end - path_end - 1);
+    request_.query = query.substr(0, query.find('#'));
+  }
+  request_.version_minor = minor;
+  request_.content_length = length;
+  if (connection.empty())
+    request_.keep_alive = minor >= 1;
+  else
+    request_.keep_alive =
+        minor >= 1 ? !list_contains(connection, "close")
+                   : list_contains(connection, "keep-alive") && !list_contains(connection, "close");
+  request_.plain_request_line = true;
+  request_.maybe_conditional = conditional;
+  head_size_ = end;
+  return true;
+}
+
 parse_status request_parser::parse(std::string_view input) {
   if (error_status_ != 0) return parse_status::failed;
   if (head_size_ != 0) return parse_status::complete;
+  // A first look at a head: most often all of it is there.
+  if (scanned_ == 0 && line_checked_ == 0 && skipped_ == 0 && parse_whole_head(input))
+    return parse_status::complete;
 
   // Empty lines before a request are skipped (RFC 9112 §2.2: a client may
   // send a CRLF after a POST body), but only so many.

@@ -51,7 +51,8 @@ struct parser_limits {
   }
 };
 
-/// One parsed request head. Views into the parsed buffer.
+/// One parsed request head. Views into the parsed buffer. (request_parser::
+/// reset() sets every field back one by one: a new field goes there too.)
 struct request {
   std::string_view request_line;  ///< without the line end, as logged
   std::string_view method;
@@ -62,6 +63,13 @@ struct request {
   std::vector<header_field> headers;
   std::uint64_t content_length = 0;  ///< body bytes that follow the head
   bool keep_alive = true;            ///< from the version and Connection
+  /// The request line is printable ASCII only, so an access log needs no
+  /// escaping for it. Set by the parser's fast path (false is always safe).
+  bool plain_request_line = false;
+  /// False only when the parser knows there is no Range, If-Range,
+  /// If-None-Match or If-Modified-Since field (its fast path), so that a
+  /// plain GET skips looking for them.
+  bool maybe_conditional = true;
 
   /// The first field named `name` (case-insensitive), or nullptr.
   const header_field* find(std::string_view name) const noexcept;
@@ -96,6 +104,7 @@ class request_parser {
 
  private:
   parse_status fail(int status, std::string message, std::string_view line);
+  bool parse_whole_head(std::string_view input);
   parse_status check_partial_line(std::string_view input);
   parse_status parse_head(std::string_view head);
   parse_status parse_request_line(std::string_view line);

@@ -77,6 +77,18 @@ void append_log_escaped(std::string& out, std::string_view text) {
 
 }  // namespace
 
+std::string_view access_log_stamp(std::time_t when) {
+  thread_local std::time_t second = -1;
+  thread_local std::string stamp;
+  if (when != second) {
+    stamp = " - - [";
+    stamp += log_date_time(when);
+    stamp += "] \"";
+    second = when;
+  }
+  return stamp;
+}
+
 std::string_view reason_phrase(int status) noexcept {
   switch (status) {
     case 200:
@@ -131,10 +143,19 @@ response_head::response_head(std::string& out, int status) : out_(out) {
 }
 
 void append_ok_head_start(std::string& out) {
-  static constexpr std::string_view start = "HTTP/1.1 200 OK\r\nServer: pysock-http/0.1\r\nDate: ";
-  static_assert(start.substr(start.size() - 23, 15) == response_head::server_name);
+  static constexpr std::string_view fixed = "HTTP/1.1 200 OK\r\nServer: pysock-http/0.1\r\nDate: ";
+  static_assert(fixed.substr(fixed.size() - 23, 15) == response_head::server_name);
+  // One append per response: the whole start, Date included, is formatted
+  // once per second per thread.
+  thread_local std::time_t second = -1;
+  thread_local std::string start;
+  const std::time_t now = std::time(nullptr);
+  if (now != second) {
+    start = fixed;
+    start += http_date_now();
+    second = now;
+  }
   out += start;
-  out += http_date_now();
 }
 
 response_head& response_head::field(std::string_view name, std::string_view value) {
@@ -236,15 +257,33 @@ std::string access_log_line(std::string_view client, std::time_t when,
 }
 
 void append_access_log_line(std::string& line, std::string_view client, std::time_t when,
-                            std::string_view request_line, int status) {
-  line += client;
-  line += " - - [";
-  line += log_date_time(when);
-  line += "] \"";
-  append_log_escaped(line, request_line);
-  line += "\" ";
-  append_number(line, static_cast<std::uint64_t>(status));
-  line += " -\n";
+                            std::string_view request_line, int status, bool plain) {
+  // Every request writes one of these: a few appends into reserved room, the
+  // constant middle formatted once per second.
+  const std::string_view stamp = access_log_stamp(when);
+  line.reserve(line.size() + client.size() + stamp.size() + request_line.size() + 16);
+  line.append(client);
+  line.append(stamp);
+  if (plain) {
+    line.append(request_line);
+  } else {
+    append_log_escaped(line, request_line);
+  }
+  if (status >= 100 && status <= 999) {
+    const char tail[8] = {'"',
+                          ' ',
+                          static_cast<char>('0' + status / 100),
+                          static_cast<char>('0' + status / 10 % 10),
+                          static_cast<char>('0' + status % 10),
+                          ' ',
+                          '-',
+                          '\n'};
+    line.append(tail, sizeof tail);
+  } else {
+    line += "\" ";
+    append_number(line, static_cast<std::uint64_t>(status < 0 ? 0 : status));
+    line += " -\n";
+  }
 }
 
 std::string error_log_line(std::string_view client, std::time_t when, int status,

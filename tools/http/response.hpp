@@ -64,9 +64,16 @@ void append_url_quoted(std::string& out, std::string_view text);
 /// does, so a client cannot forge log lines. Ends with '\n'.
 std::string access_log_line(std::string_view client, std::time_t when,
                             std::string_view request_line, int status);
-/// The same, appended to `out` (a buffer reused for every line).
+/// The same, appended to `out` (a buffer reused for every line). `plain`:
+/// the caller knows the request line is printable ASCII (the parser's
+/// request::plain_request_line), so it is copied without looking for bytes
+/// to escape.
 void append_access_log_line(std::string& out, std::string_view client, std::time_t when,
-                            std::string_view request_line, int status);
+                            std::string_view request_line, int status, bool plain = false);
+/// What an access-log line has between the client and the request line,
+/// " - - [24/Nov/2026 06:10:00] \"", formatted once per second per thread;
+/// valid until the thread's next call.
+std::string_view access_log_stamp(std::time_t when);
 /// Python's log_error line for an error answer:
 ///   127.0.0.1 - - [24/Nov/2026 06:10:00] code 404, message File not found
 std::string error_log_line(std::string_view client, std::time_t when, int status,

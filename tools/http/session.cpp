@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -49,11 +51,34 @@ void give_buffer(std::string&& s) {
     free_buffers.push_back(std::move(s));
 }
 
+// "200", "404", ...: an access-log line's status without dividing.
+constexpr auto status_digits = [] {
+  std::array<std::array<char, 3>, 1000> table{};
+  for (std::size_t i = 100; i < 1000; ++i)
+    table[i] = {static_cast<char>('0' + i / 100), static_cast<char>('0' + i / 10 % 10),
+                static_cast<char>('0' + i % 10)};
+  return table;
+}();
+
 std::string content_range(std::uint64_t first, std::uint64_t last, std::uint64_t size) {
   return "bytes " + std::to_string(first) + "-" + std::to_string(last) + "/" + std::to_string(size);
 }
 
 }  // namespace
+
+void log_batch::add(std::string_view lines) {
+  if (lines.empty()) return;
+  std::memcpy(reserve(lines.size()), lines.data(), lines.size());
+  commit(lines.size());
+}
+
+void log_batch::grow(std::size_t n) {
+  const std::size_t capacity = std::max({capacity_ * 2, size_ + n, std::size_t{4096}});
+  auto data = std::unique_ptr<char[]>(new char[capacity]);
+  if (size_ != 0) std::memcpy(data.get(), data_.get(), size_);
+  data_ = std::move(data);
+  capacity_ = capacity;
+}
 
 session::session(const server_context& context, std::string client)
     : context_(context),
@@ -102,12 +127,13 @@ void session::on_timeout() {
 }
 
 std::string& session::output_buffer() {
-  if (out_.empty() || out_.back().file) {
+  if (tail_bytes_ == nullptr) {
     chunk c;
     c.bytes = take_buffer();
     out_.push_back(std::move(c));
+    tail_bytes_ = &out_.back().bytes;  // deque: stays valid through push_back
   }
-  return out_.back().bytes;
+  return *tail_bytes_;
 }
 
 void session::queue_file(file_descriptor file, std::uint64_t offset, std::uint64_t count) {
@@ -116,6 +142,7 @@ void session::queue_file(file_descriptor file, std::uint64_t offset, std::uint64
   c.offset = offset;
   c.remaining = count;
   out_.push_back(std::move(c));
+  tail_bytes_ = nullptr;  // later bytes go after the file
   out_weight_ += file_chunk_weight;
 }
 
@@ -152,6 +179,7 @@ void session::advance(std::uint64_t n) {
     if (finished) give_buffer(std::move(c.bytes));
   }
   if (!finished) return;
+  if (tail_bytes_ == &c.bytes) tail_bytes_ = nullptr;
   out_.pop_front();
   if (out_.empty()) {
     ready_since_ = clock::now();
@@ -205,10 +233,35 @@ void session::pump() {
   compact_input();
 }
 
-void session::log_request(std::string_view request_line, int status) {
-  if (context_.log) {
-    log_line_.clear();
-    append_access_log_line(log_line_, client_, std::time(nullptr), request_line, status);
+void session::log_request(std::string_view request_line, int status, bool plain) {
+  if (!context_.log) return;
+  const std::time_t now = std::time(nullptr);
+  if (context_.batch != nullptr && plain && status >= 100 && status <= 999) {
+    // The usual line, written in place: what append_access_log_line() makes
+    // of a request line that needs no escaping.
+    if (now != log_prefix_second_) {
+      // "<client> - - [<date>] \"": the same for every line of a second.
+      log_prefix_ = client_;
+      log_prefix_ += access_log_stamp(now);
+      log_prefix_second_ = now;
+    }
+    const std::size_t size = log_prefix_.size() + request_line.size() + 8;
+    char* p = context_.batch->reserve(size);
+    std::memcpy(p, log_prefix_.data(), log_prefix_.size());
+    p += log_prefix_.size();
+    std::memcpy(p, request_line.data(), request_line.size());
+    p += request_line.size();
+    const char* digits = status_digits[static_cast<std::size_t>(status)].data();
+    const char tail[8] = {'"', ' ', digits[0], digits[1], digits[2], ' ', '-', '\n'};
+    std::memcpy(p, tail, sizeof tail);
+    context_.batch->commit(size);
+    return;
+  }
+  log_line_.clear();
+  append_access_log_line(log_line_, client_, now, request_line, status, plain);
+  if (context_.batch != nullptr) {
+    context_.batch->add(log_line_);
+  } else {
     context_.log(log_line_);
   }
 }
@@ -297,7 +350,7 @@ void session::handle(const request& req) {
         source.cached = true;
         source.body = e->body;
         source.fields = e->fields;
-        source.response = e->response;
+        source.entry = e;
       } else {
         etag = make_etag(resolved.st);
         last_modified = format_http_date(resolved.st.st_mtim.tv_sec);
@@ -319,17 +372,32 @@ bool session::serve_from_cache(const request& req) {
   // A trailing '/' names a directory (or a file that is "not found"): those
   // are not cached, resolve() answers them.
   if (req.path.empty() || req.path.back() == '/') return false;
-  // Most paths have no escapes: no decoded copy for them.
-  std::string decoded;
-  std::string_view path = req.path;
-  if (path.find('%') != std::string_view::npos) {
-    decoded = percent_decode(path);
-    path = decoded;
+  file_cache& cache = *context_.cache;
+  const file_cache::entry* e = cache.find_raw(context_.root->fd(), req.path);
+  if (!e) {
+    // Escapes, "." or ".." segments, or not cached yet.
+    std::string decoded;
+    std::string_view path = req.path;
+    if (path.find('%') != std::string_view::npos) {
+      decoded = percent_decode(path);
+      path = decoded;
+    }
+    std::string relative;
+    if (!normalize_path(path, relative) || relative.empty()) return false;
+    e = cache.find(context_.root->fd(), relative);
+    if (!e) return false;
   }
-  std::string relative;
-  if (!normalize_path(path, relative) || relative.empty()) return false;
-  const file_cache::entry* e = context_.cache->find(context_.root->fd(), relative);
-  if (!e) return false;
+  if (!req.maybe_conditional && req.keep_alive && req.version_minor != 0) {
+    // The usual hit, a plain GET or HEAD on a keep-alive HTTP/1.1
+    // connection: the prebuilt answer (what serve_file() would write).
+    std::string_view answer = e->ok_response(std::time(nullptr));
+    if (req.method == "HEAD") answer.remove_suffix(e->body.size());
+    output_buffer() += answer;
+    out_weight_ += answer.size();
+    log_request(req.request_line, 200, req.plain_request_line);
+    ++responses_;
+    return true;
+  }
   file_source source;
   source.st = &e->st;
   source.etag = e->etag;
@@ -338,7 +406,7 @@ bool session::serve_from_cache(const request& req) {
   source.cached = true;
   source.body = e->body;
   source.fields = e->fields;
-  source.response = e->response;
+  source.entry = e;
   serve_file(req, source);
   return true;
 }
@@ -353,10 +421,13 @@ void session::serve_file(const request& req, const file_source& file) {
 
   // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
   bool not_modified = false;
-  if (const header_field* inm = req.find("If-None-Match"))
+  if (!req.maybe_conditional) {
+    // A plain GET or HEAD (the parser saw none of the fields below).
+  } else if (const header_field* inm = req.find("If-None-Match")) {
     not_modified = if_none_match_matches(inm->value, etag);
-  else if (const header_field* ims = req.find("If-Modified-Since"))
+  } else if (const header_field* ims = req.find("If-Modified-Since")) {
     not_modified = not_modified_since(ims->value, mtime);
+  }
   if (not_modified) {
     log_request(req.request_line, 304);
     std::string& out = output_buffer();
@@ -372,7 +443,7 @@ void session::serve_file(const request& req, const file_source& file) {
   }
 
   range_request range;
-  if (const header_field* r = req.find("Range"))
+  if (const header_field* r = req.maybe_conditional ? req.find("Range") : nullptr)
     if (if_range_allows(req.header("If-Range"), etag, mtime)) range = parse_range(r->value, size);
   if (range.result == range_request::kind::unsatisfiable) {
     send_error(416, "Requested Range Not Satisfiable", req.request_line, head_only, req.keep_alive,
@@ -386,13 +457,12 @@ void session::serve_file(const request& req, const file_source& file) {
 
   std::string& out = output_buffer();
   const std::size_t before = out.size();
-  if (!partial && !file.response.empty() && req.keep_alive && !http10) {
-    // The common case, prebuilt by the cache: see file_cache::entry::response.
-    append_ok_head_start(out);
-    out += head_only ? file.response.substr(0, file.response.size() - file.body.size())
-                     : file.response;
+  if (!partial && file.entry != nullptr && req.keep_alive && !http10) {
+    // Prebuilt by the cache: see file_cache::entry::response.
+    const std::string_view answer = file.entry->ok_response(std::time(nullptr));
+    out += head_only ? answer.substr(0, answer.size() - file.body.size()) : answer;
     out_weight_ += out.size() - before;
-    log_request(req.request_line, status);
+    log_request(req.request_line, status, req.plain_request_line);
     ++responses_;
     return;
   }
@@ -431,7 +501,7 @@ void session::serve_file(const request& req, const file_source& file) {
     }
   }
   out_weight_ += out.size() - before;
-  log_request(req.request_line, status);
+  log_request(req.request_line, status, req.plain_request_line);
   if (!head_only && !file.cached && count > context_.config.inline_file_max)
     queue_file(std::move(*file.fd), first, count);
   ++responses_;

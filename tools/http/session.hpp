@@ -30,6 +30,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -64,10 +65,61 @@ struct server_config {
 /// sessions run on several threads.
 using log_sink = std::function<void(std::string_view line)>;
 
+/// An access log that gathers lines in memory before they reach a log_sink:
+/// the event-loop transport keeps one per loop. A session writes its
+/// request lines here in place (a few memcpy's into reserved room, no string
+/// of its own, no call through the std::function per line).
+class log_batch {
+ public:
+  log_batch() = default;
+  log_batch(const log_batch&) = delete;
+  log_batch& operator=(const log_batch&) = delete;
+
+  /// Room for `n` more bytes after the pending lines, valid until the next
+  /// call; commit() keeps what was written there.
+  char* reserve(std::size_t n) {
+    if (capacity_ - size_ < n) grow(n);
+    return data_.get() + size_;
+  }
+  /// `n` bytes at reserve() are complete lines.
+  void commit(std::size_t n) {
+    size_ += n;
+    if (!scheduled_) {
+      scheduled_ = true;
+      schedule();
+    }
+  }
+  void add(std::string_view lines);
+  std::string_view pending() const noexcept { return {data_.get(), size_}; }
+  /// The pending lines went to the sink: start afresh.
+  void clear() noexcept {
+    size_ = 0;
+    scheduled_ = false;
+  }
+
+ protected:
+  ~log_batch() = default;
+  /// The first lines since clear(): have them written soon (e.g. after this
+  /// loop iteration).
+  virtual void schedule() = 0;
+
+ private:
+  void grow(std::size_t n);
+
+  std::unique_ptr<char[]> data_;
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+  bool scheduled_ = false;
+};
+
 struct server_context {
   const document_root* root = nullptr;
   server_config config;
   log_sink log;  ///< may be empty: no access log
+  /// When set (with `log`), access-log lines are written here instead of
+  /// being passed to `log` one by one; other lines still go through `log`,
+  /// which must then add() them to the same batch so that the order is kept.
+  log_batch* batch = nullptr;
   /// Small files kept in memory (may be null: none). Not thread-safe, so a
   /// context with a cache serves the sessions of one thread only (the loop
   /// transport gives each loop its own copy of the context).
@@ -145,18 +197,18 @@ class session {
     std::string_view etag;
     std::string_view last_modified;
     std::string_view mime;
-    bool cached = false;            ///< from the cache: `body` holds the file
-    std::string_view body;          ///< the whole body, when cached
-    std::string_view fields;        ///< a 200's fields, formatted (cached)
-    std::string_view response;      ///< file_cache::entry::response (cached)
-    file_descriptor* fd = nullptr;  ///< otherwise the open file
+    bool cached = false;                       ///< from the cache: `body` holds the file
+    std::string_view body;                     ///< the whole body, when cached
+    std::string_view fields;                   ///< a 200's fields, formatted (cached)
+    const file_cache::entry* entry = nullptr;  ///< when cached
+    file_descriptor* fd = nullptr;             ///< otherwise the open file
   };
 
   bool serve_from_cache(const request& req);
   void serve_file(const request& req, const file_source& file);
   void send_error(int status, std::string_view message, std::string_view request_line,
                   bool head_only, bool keep_alive, bool http10, std::string_view extra_fields = {});
-  void log_request(std::string_view request_line, int status);
+  void log_request(std::string_view request_line, int status, bool plain = false);
   std::string& output_buffer();
   void queue_file(file_descriptor file, std::uint64_t offset, std::uint64_t count);
   void compact_input() noexcept;
@@ -172,8 +224,11 @@ class session {
   bool eof_ = false;
   bool closing_ = false;
   std::deque<chunk> out_;
-  std::size_t out_weight_ = 0;  // bytes queued, plus a fixed weight per open file
-  std::string log_line_;        // reused for every access-log line
+  std::string* tail_bytes_ = nullptr;  // out_.back().bytes when more bytes may go there
+  std::size_t out_weight_ = 0;         // bytes queued, plus a fixed weight per open file
+  std::string log_line_;               // reused for every access-log line
+  std::string log_prefix_;             // the start of this second's access-log lines
+  std::time_t log_prefix_second_ = -1;
   clock::time_point ready_since_;
   std::uint64_t responses_ = 0;
 };

@@ -17,6 +17,7 @@
 
 #include "http/file_cache.hpp"
 #include "http/file_resolver.hpp"
+#include "http/http_date.hpp"
 #include "http/session.hpp"
 
 using namespace pysock::http;
@@ -278,4 +279,81 @@ TEST_F(FileCache, SessionAnswersRangeAndConditionalRequestsFromTheCache) {
       exchange("GET /page.txt HTTP/1.1\r\nHost: x\r\nIf-None-Match: " + etag + "\r\n\r\n");
   EXPECT_EQ(cond.rfind("HTTP/1.1 304 ", 0), 0u) << cond;
   EXPECT_EQ(cache.hits(), 2u);
+}
+
+// The index is an open-addressing table that grows and deletes by shifting
+// entries back: many loads, evictions and re-loads must keep every lookup
+// right (each cached name finds its own content, each evicted one nothing).
+TEST_F(FileCache, IndexStaysRightThroughManyEvictions) {
+  constexpr int files = 300;
+  for (int i = 0; i < files; ++i) write("f" + std::to_string(i), "content of " + std::to_string(i));
+  // Room for about 40 entries at a time.
+  file_cache cache(unsettled(40 * (256 + 32)));
+  for (int round = 0; round < 2; ++round) {
+    for (int i = 0; i < files; ++i) {
+      const std::string name = "f" + std::to_string((i * 7 + round) % files);
+      ASSERT_NE(load(cache, name), nullptr) << name;
+    }
+    ASSERT_GT(cache.entries(), 20u);
+    ASSERT_LT(cache.entries(), 60u);
+    std::size_t found = 0;
+    for (int i = 0; i < files; ++i) {
+      const std::string name = "f" + std::to_string(i);
+      const file_cache::entry* e = cache.find(root_->fd(), name);
+      if (e == nullptr) continue;
+      ++found;
+      EXPECT_EQ(e->body, "content of " + std::to_string(i)) << name;
+    }
+    EXPECT_EQ(found, cache.entries());
+  }
+}
+
+// find_raw() takes a request's path as sent: only a path already in normal
+// form, without escapes, is its own key; anything else is left to the
+// decode-and-normalise path (and counts no miss).
+TEST_F(FileCache, FindRawHitsOnlyPathsInNormalForm) {
+  fs::create_directories(dir_ / "d");
+  write("a.txt", "alpha");
+  write("d/b.txt", "beta");
+  write("a%41", "literally a-percent-4-1");
+  file_cache cache(unsettled());
+  ASSERT_NE(load(cache, "a.txt"), nullptr);
+  ASSERT_NE(load(cache, "d/b.txt"), nullptr);
+  resolved_path literal = root_->resolve("/a%2541", "");  // the file named "a%41"
+  ASSERT_EQ(literal.what, resolved_path::kind::file);
+  ASSERT_NE(cache.load(literal.relative, literal.fd.get(), literal.st, "text/plain"), nullptr);
+  const int fd = root_->fd();
+
+  const file_cache::entry* a = cache.find_raw(fd, "/a.txt");
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->body, "alpha");
+  const file_cache::entry* b = cache.find_raw(fd, "/d/b.txt");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->body, "beta");
+  const std::uint64_t misses = cache.misses();
+  for (const char* other : {"/./a.txt", "//a.txt", "/d/../a.txt", "/d//b.txt", "/a%2etxt",
+                            "/a%41",  // decodes to "aA", not the file named "a%41"
+                            "a.txt", "/", "/missing.txt"})
+    EXPECT_EQ(cache.find_raw(fd, other), nullptr) << other;
+  EXPECT_EQ(cache.misses(), misses);
+  EXPECT_NE(cache.find(fd, "a%41"), nullptr);  // by its normalised name, as the session looks
+}
+
+// A cached answer's Date is rewritten in place: the views into the answer
+// (body, fields) stay valid and the Date is the one for `now`.
+TEST_F(FileCache, PrebuiltAnswerCarriesTheCurrentDate) {
+  write("a.txt", "alpha");
+  file_cache cache(unsettled());
+  const file_cache::entry* e = load(cache, "a.txt");
+  ASSERT_NE(e, nullptr);
+  const std::string_view body = e->body;
+  const std::string answer(e->ok_response(std::time(nullptr)));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+  const std::size_t at = answer.find("\r\nDate: ");
+  ASSERT_NE(at, std::string::npos);
+  const std::string date = answer.substr(at + 8, 29);
+  EXPECT_TRUE(parse_http_date(date).has_value()) << date;
+  EXPECT_EQ(answer.substr(answer.size() - 5), "alpha");
+  EXPECT_EQ(e->body.data(), body.data());
+  EXPECT_EQ(e->body, "alpha");
 }

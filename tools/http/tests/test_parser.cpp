@@ -232,3 +232,123 @@ TEST(HttpParser, PieceEndingInsideTheRequestLineCrlf) {
   EXPECT_EQ(p.parse("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), parse_status::complete)
       << p.error_message();
 }
+
+namespace {
+
+// Everything a parsed request carries, for comparing two parses.
+std::string describe(const request_parser& p, parse_status status) {
+  std::string out = "status " + std::to_string(static_cast<int>(status));
+  if (status == parse_status::failed) return out + " error " + std::to_string(p.error_status());
+  if (status != parse_status::complete) return out;
+  const request& r = p.get();
+  out += " size " + std::to_string(p.head_size());
+  out += " line[" + std::string(r.request_line) + "] method[" + std::string(r.method) + "]";
+  out += " target[" + std::string(r.target) + "] path[" + std::string(r.path) + "]";
+  out += " query[" + std::string(r.query) + "] minor " + std::to_string(r.version_minor);
+  out += " length " + std::to_string(r.content_length);
+  out += r.keep_alive ? " keep-alive" : " close";
+  for (const header_field& f : r.headers)
+    out += " {" + std::string(f.name) + "|" + std::string(f.value) + "}";
+  return out;
+}
+
+}  // namespace
+
+// The parser has a one-pass path for a head that arrived whole and a general
+// path for one that trickles in; byte-by-byte feeding never takes the first.
+// Both must accept the same heads with the same result and refuse the same
+// ones with the same status.
+TEST(HttpParser, WholeHeadsParseAsTheyDoByteByByte) {
+  const std::string heads[] = {
+      "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET /1k.bin HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n",
+      "HEAD /a/b.txt?x=1&y=2#frag HTTP/1.1\r\nhost: h\r\nAccept: */*\r\n\r\n",
+      "GET /a#frag?not-a-query HTTP/1.1\r\nHOST:h\r\n\r\n",
+      "GET /p?q#f HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /x HTTP/1.0\r\n\r\n",
+      "GET /x HTTP/1.0\nConnection: keep-alive\n\n",
+      "GET /x HTTP/1.1\nHost: h\nConnection: Keep-Alive, close\n\n",
+      "GET /x HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nConnection: close\r\n\r\n",
+      "GET /x HTTP/1.1\r\nHost:   spaced\t \r\nX-Tab: a\tb\r\nX-Empty:\r\nX-Ows: \t\r\n\r\n",
+      "GET /x HTTP/1.1\r\nHost: h\r\nX-High: caf\xc3\xa9\r\n\r\n",
+      "GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET http://example.com/abs?q HTTP/1.1\r\nHost: example.com\r\n\r\n",
+      "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+      "\r\nGET /after-crlf HTTP/1.1\r\nHost: h\r\n\r\n",
+      "POST /form HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello",
+      "GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+      "GET /x HTTP/1.5\r\nHost: h\r\n\r\n",
+      "GET /x HTTP/1.1\r\nHostname: not-host\r\nHost: h\r\n\r\n",
+      "GET /x HTTP/1.1\r\nHost: h\r\nRange: bytes=1-2\r\nIf-None-Match: \"x\"\r\n\r\n",
+      "M-SEARCH /x HTTP/1.1\r\nHost: h\r\n\r\n",
+      std::string(32, 'M') + " /x HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /" + std::string(8191, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /" + std::string(8192, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n",
+      // refused: each must fail the same way whole and trickled
+      "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET / HTTP/1.1\r\nhost: a\r\nHOST: b\r\n\r\n",
+      "GET / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\x7f\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\n\rX\r\n\r\n",
+      "GET / HTTP/1.1\rX\r\nHost: a\r\n\r\n",
+      "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+      "GET / HTTP/1.1 \r\nHost: a\r\n\r\n",
+      "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET  /a HTTP/1.1\r\nHost: a\r\n\r\n",
+      std::string(33, 'M') + " /x HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET /" + std::string(8193, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(8200, 'b') + "\r\n\r\n",
+  };
+  // Tight limits too, so that each one is reached on both paths.
+  parser_limits tight;
+  tight.max_method = 2;
+  tight.max_target = 8;
+  tight.max_header_section = 40;
+  tight.max_headers = 2;
+  for (const parser_limits& limits : {parser_limits{}, tight}) {
+    for (const std::string& in : heads) {
+      request_parser whole(limits), trickle(limits);
+      const parse_status a = whole.parse(in);
+      const parse_status b = parse_bytewise(trickle, in);
+      EXPECT_EQ(describe(whole, a), describe(trickle, b))
+          << in.substr(0, 120) << " (max_method " << limits.max_method << ")";
+    }
+  }
+  // Header limits: as many fields as allowed, then one more.
+  for (const std::size_t count : {std::size_t{99}, std::size_t{100}}) {
+    std::string in = "GET / HTTP/1.1\r\nHost: a\r\n";
+    for (std::size_t i = 0; i < count; ++i) in += "X: v\r\n";
+    in += "\r\n";
+    request_parser whole, trickle;
+    const parse_status a = whole.parse(in);
+    EXPECT_EQ(describe(whole, a), describe(trickle, parse_bytewise(trickle, in))) << count;
+    EXPECT_EQ(a, count == 99 ? parse_status::complete : parse_status::failed) << count;
+  }
+}
+
+// The session skips looking for conditional fields when the parser says
+// there are none: it must never say so when one is there, in any case.
+TEST(HttpParser, ConditionalFieldsAreNeverMissed) {
+  for (const char* field :
+       {"Range: bytes=0-1", "range: bytes=0-1", "If-Range: \"e\"", "If-None-Match: \"e\"",
+        "if-none-match: *", "If-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT",
+        "IF-MODIFIED-SINCE: x"}) {
+    for (const bool trickle : {false, true}) {
+      request_parser p;
+      const std::string in = "GET / HTTP/1.1\r\nHost: a\r\n" + std::string(field) + "\r\n\r\n";
+      ASSERT_EQ(trickle ? parse_bytewise(p, in) : p.parse(in), parse_status::complete) << field;
+      EXPECT_TRUE(p.get().maybe_conditional) << field;
+    }
+  }
+  request_parser p;
+  ASSERT_EQ(p.parse("GET / HTTP/1.1\r\nHost: a\r\nX-Range: 1\r\n\r\n"), parse_status::complete);
+  EXPECT_FALSE(p.get().maybe_conditional);  // the fast path knows there is none
+  EXPECT_TRUE(p.get().plain_request_line);
+}

@@ -131,6 +131,15 @@ TEST_F(CachedResponse, PrebuiltAnswerIsByteForByteThePlainOne) {
   expect_same("GET /page.html HTTP/1.0\r\n\r\n");
   expect_same("GET /page.html HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
   expect_same("GET /page.html HTTP/1.1\r\nHost: x\r\nRange: bytes=3-7\r\n\r\n");
+  // Conditional fields that do not apply: the whole 200, from the entry.
+  expect_same("GET /page.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\n\r\n");
+  expect_same("HEAD /page.html HTTP/1.1\r\nHost: x\r\nIf-None-Match: \"other\"\r\n\r\n");
+  expect_same(
+      "GET /page.html HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 "
+      "GMT\r\n\r\n");
+  // A path in another spelling (not its own cache key): the same answer.
+  expect_same("GET /./page.html HTTP/1.1\r\nHost: x\r\n\r\n");
+  expect_same("GET /page%2Ehtml HTTP/1.1\r\nHost: x\r\n\r\n");
   const std::string hit = answer(cached_, "GET /page.html HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(hit.rfind("HTTP/1.1 200 OK\r\nServer: pysock-http/0.1\r\nDate: ", 0), 0u);
   EXPECT_NE(hit.find("\r\nContent-Length: 20\r\n"), std::string::npos);

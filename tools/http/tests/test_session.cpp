@@ -353,3 +353,100 @@ TEST_F(HttpSession, InputBufferHoldsTheLargestAllowedHead) {
   session s(context_, "c");
   EXPECT_GE(s.read_space().size(), context_.config.limits.max_head_bytes());
 }
+
+namespace {
+
+// An access log gathered in memory, as the event-loop transport's.
+class recording_batch final : public log_batch {
+ public:
+  int scheduled = 0;
+
+ private:
+  void schedule() override { ++scheduled; }
+};
+
+// Lines with their "[date]" replaced, so that two runs compare equal even
+// when a second ticks in between.
+std::string without_dates(std::string_view lines) {
+  std::string out;
+  while (!lines.empty()) {
+    const std::size_t open = lines.find(" - - [");
+    const std::size_t close = lines.find("] ", open == std::string_view::npos ? 0 : open);
+    if (open == std::string_view::npos || close == std::string_view::npos) {
+      out += lines;
+      break;
+    }
+    out += lines.substr(0, open);
+    out += " - - [DATE";
+    lines.remove_prefix(close);
+  }
+  return out;
+}
+
+}  // namespace
+
+// With a log_batch, access-log lines are written into it in place; what it
+// gathers must be exactly what the plain log sink receives line by line:
+// the fast line (a request line the parser found plain), an escaped one,
+// and an error answer's two lines, in order.
+TEST_F(HttpSession, LogBatchGathersTheSameLinesAsTheSink) {
+  const std::string requests =
+      "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /caf\xc3\xa9\x85.txt HTTP/1.1\r\nHost: x\r\n\r\n"  // 404, C1 byte escaped
+      "HEAD /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /small.txt HTTP/1.0\r\n\r\n";
+  session plain(context_, "10.0.0.1");
+  feed(plain, requests);
+  (void)drain(plain);
+  std::string expected;
+  for (const std::string& line : log_) expected += line;
+  ASSERT_EQ(log_.size(), 5u);  // 200, 404 (error line and request line), 200, 200
+
+  recording_batch batch;
+  server_context batched = context_;
+  batched.log = [&batch](std::string_view line) { batch.add(line); };
+  batched.batch = &batch;
+  session s(batched, "10.0.0.1");
+  feed(s, requests);
+  (void)drain(s);
+  EXPECT_EQ(without_dates(batch.pending()), without_dates(expected));
+  EXPECT_NE(batch.pending().find("\\x85.txt HTTP/1.1\" 404 -\n"), std::string::npos)
+      << batch.pending();
+  EXPECT_EQ(batch.scheduled, 1);  // once until the transport writes them out
+  batch.clear();
+  EXPECT_TRUE(batch.pending().empty());
+  session next(batched, "10.0.0.2");  // the HTTP/1.0 request closed `s`
+  feed(next, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n");
+  (void)drain(next);
+  EXPECT_EQ(batch.scheduled, 2);
+  EXPECT_NE(batch.pending().find("] \"GET /small.txt HTTP/1.1\" 200 -\n"), std::string::npos);
+}
+
+// A batch much larger than its first allocation keeps every line whole.
+TEST_F(HttpSession, LogBatchGrowsWithoutLosingLines) {
+  recording_batch batch;
+  server_context batched = context_;
+  batched.log = [&batch](std::string_view line) { batch.add(line); };
+  batched.batch = &batch;
+  session s(batched, "c");
+  std::string request = "GET /small.txt?" + std::string(1000, 'q') + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  const auto count_lines = [](std::string_view text) {
+    std::size_t lines = 0;
+    for (std::size_t at = 0; (at = text.find("\" 200 -\n", at)) != std::string_view::npos; ++at)
+      ++lines;
+    return lines;
+  };
+  for (int i = 0; i < 20; ++i) {
+    feed(s, request);
+    (void)drain(s);
+  }
+  EXPECT_EQ(count_lines(batch.pending()), 20u);
+  EXPECT_GT(batch.pending().size(), 20'000u);
+  for (int i = 0; i < 80; ++i) {
+    feed(s, request);
+    (void)drain(s);
+  }
+  EXPECT_EQ(count_lines(batch.pending()), 100u);
+  EXPECT_EQ(batch.pending().back(), '\n');
+  EXPECT_EQ(batch.scheduled, 1);
+}
