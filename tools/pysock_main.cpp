@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(std::size_t{0}, std::size_t{1} << 40))
       ->group("");
 
+  http_cmd->add_flag("--no-access-log", http.no_access_log,
+                     "No access-log line per request on stderr (default: one, as Python's)");
+
   http_cmd->add_option("--certfile", http.certfile,
                        "Serve HTTPS with this PEM certificate (chain); needs --keyfile");
   http_cmd->add_option("--keyfile", http.keyfile,

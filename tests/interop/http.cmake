@@ -38,6 +38,7 @@ set(_pysock_http_cases
   banner_and_cli_errors
   threads_two_loops
   concurrent_keepalive_200
+  no_access_log
   loop_io_uring_option
   echo_pair
   netcat_tcp_half_close
@@ -56,6 +57,7 @@ set(_pysock_http_threads_cases
   client_disconnects_mid_response
   sigterm_finishes_in_flight_response
   sigint_finishes_in_flight_response
+  no_access_log
   wrk_smoke)
 foreach(case IN LISTS _pysock_http_cases)
   set(name interop_http_${case})

@@ -849,6 +849,32 @@ def case_chromium_listing_and_file(binary, _curl=None):
         srv.cleanup()
 
 
+
+def case_no_access_log(binary, _curl=None):
+    """--no-access-log: the same answers, no access-log or error-answer lines on
+    stderr; without it, Python's lines (the default)."""
+    for quiet in (False, True):
+        srv = Server(binary, *(["--no-access-log"] if quiet else []))
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT)
+            for _ in range(2):  # the second answer comes from the file cache
+                conn.request("GET", "/small.txt")
+                resp = conn.getresponse()
+                expect(resp.status == 200 and resp.read() == srv.small, "GET /small.txt")
+            conn.request("GET", "/missing")
+            resp = conn.getresponse()
+            expect(resp.status == 404 and b"File not found" in resp.read(), "404")
+            conn.close()
+            err = srv.stop()
+            if quiet:
+                expect(err == "", f"--no-access-log still logged: {err!r}")
+            else:
+                expect(err.count('"GET /small.txt HTTP/1.1" 200 -') == 2, err)
+                expect("code 404, message File not found" in err, err)
+                expect('"GET /missing HTTP/1.1" 404 -' in err, err)
+        finally:
+            srv.cleanup()
+
 CASES = {name[len("case_"):]: fn for name, fn in globals().items() if name.startswith("case_")}
 NEEDS_CURL = {"curl_keepalive_two_urls", "curl_range_head_and_conditional"}
 

@@ -25,6 +25,9 @@ struct http_server_args {
   double write_timeout = 60.0;         ///< seconds a send may wait for room
   /// Per event loop (hidden option --file-cache-bytes; 0: no cache).
   std::size_t file_cache_bytes = 8 * 1024 * 1024;
+  /// --no-access-log: no line per request on stderr (nginx's `access_log
+  /// off`; Python's http.server always logs, the default here too).
+  bool no_access_log = false;
   /// HTTPS (PEM files, both or neither; the key may be in the certfile's
   /// file too, but --keyfile is still required): event loop transport only.
   std::string certfile;

@@ -98,10 +98,13 @@ int run_http_server(const http_server_args& args) {
   context.config.header_timeout = seconds_to_ms(args.header_timeout);
   // One fwrite per line under a lock: lines from several connections never
   // interleave. stderr, as Python's log_message() writes.
-  context.log = [&log_mutex](std::string_view line) {
+  const http::log_sink to_stderr = [&log_mutex](std::string_view line) {
     const std::lock_guard lock(log_mutex);
     std::fwrite(line.data(), 1, line.size(), stderr);
   };
+  // --no-access-log: no line per request (nor Python's log_error line of an
+  // error answer); the server's own errors below still go to stderr.
+  if (!args.no_access_log) context.log = to_stderr;
   const bool use_loop = args.transport != "threads";
   const std::size_t threads = args.threads.value_or(use_loop ? 1 : 64);
   std::optional<http::document_root> root;
@@ -134,8 +137,8 @@ int run_http_server(const http_server_args& args) {
             << local.port() << "/) ..." << std::endl;
 
   const auto write_timeout = seconds_to_ms(args.write_timeout);
-  const auto errors = [&context](const std::string& message) {
-    context.log("pysock http.server: " + message + "\n");
+  const auto errors = [&to_stderr](const std::string& message) {
+    to_stderr("pysock http.server: " + message + "\n");
   };
   int signal_number = 0;
   if (use_loop) {
