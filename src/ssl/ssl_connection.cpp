@@ -147,12 +147,18 @@ std::vector<std::pair<std::string, std::string>> alt_names(X509* cert) {
         const unsigned char* p = ASN1_STRING_get0_data(ip);
         std::string text;
         if (ASN1_STRING_length(ip) == 4) {
-          for (int b = 0; b < 4; ++b) text += (b ? "." : "") + std::to_string(p[b]);
+          // Appended piece by piece: GCC 12's -Wrestrict misfires at -O3 on
+          // `const char* + std::string` (GCC bug 105329).
+          for (int b = 0; b < 4; ++b) {
+            if (b > 0) text += '.';
+            text += std::to_string(p[b]);
+          }
         } else if (ASN1_STRING_length(ip) == 16) {
           char group[8];
           for (int b = 0; b < 16; b += 2) {
             std::snprintf(group, sizeof group, "%X", (p[b] << 8) | p[b + 1]);
-            text += (b ? ":" : "") + std::string(group);
+            if (b > 0) text += ':';
+            text += group;
           }
         } else {
           text = "<invalid>";
