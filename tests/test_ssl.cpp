@@ -156,6 +156,10 @@ TEST(ssl_context_defaults, client_and_server_contexts_have_pythons_defaults) {
   const pysock::ssl_context server(pysock::protocol_tls_server);
   EXPECT_EQ(server.verify_mode(), pysock::cert_none);
   EXPECT_FALSE(server.check_hostname());
+  // CPython's _ssl.c sets SSL_MODE_RELEASE_BUFFERS: an idle connection
+  // holds no record buffers.
+  EXPECT_NE(SSL_CTX_get_mode(client.native_handle()) & SSL_MODE_RELEASE_BUFFERS, 0u);
+  EXPECT_NE(SSL_CTX_get_mode(server.native_handle()) & SSL_MODE_RELEASE_BUFFERS, 0u);
 }
 
 TEST(ssl_context_defaults, verify_mode_and_check_hostname_keep_each_other_consistent) {

@@ -395,11 +395,10 @@ void connection::begin_linger() {
     (void)send_wire();
   }
 #endif
-  try {
-    sock_.shutdown(SHUT_WR);
-  } catch (const os_error&) {
-    return destroy();  // not connected any more: nothing to drain
-  }
+  // The system call, not socket::shutdown(): a client that already reset
+  // the connection is common (a quarter of the closes under a handshake
+  // load), and an exception per close costs ~1% of a TLS handshake.
+  if (::shutdown(sock_.fileno(), SHUT_WR) != 0) return destroy();  // nothing to drain
   lingering_ = true;
   want(true, false);
   linger_deadline_ = clock::now() + linger_time;

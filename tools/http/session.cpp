@@ -88,7 +88,9 @@ session::session(const server_context& context, std::string client)
       ready_since_(clock::now()) {
   // Sized so that every parser limit fires before the buffer is full: a
   // head that does not fit is an error (414/431), never a stall.
-  in_ = std::make_unique<char[]>(in_capacity_);
+  // Not zero-filled: only received bytes are ever read, and zeroing 20 KiB
+  // per connection was measured (cold cache lines on every new connection).
+  in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
 }
 
 std::span<char> session::read_space() noexcept {
