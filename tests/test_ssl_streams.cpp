@@ -5,7 +5,6 @@
 // `openssl s_server` and CPython's asyncio; failed handshakes, ragged EOFs,
 // back-pressure, the close_notify exchange at close (ssl_shutdown_timeout).
 // Loopback only.
-#include <dirent.h>
 
 #include <atomic>
 #include <chrono>
@@ -17,6 +16,7 @@
 
 #include "interop/ssl_support.hpp"
 #include "pysock/ssl.hpp"
+#include "support/checks.hpp"
 
 namespace {
 
@@ -31,9 +31,8 @@ T run_bounded(task<T> body, std::chrono::seconds limit = 30s) {
                      pysock::loop_options{current_backend});
 }
 
-bool contains(std::string_view haystack, std::string_view needle) {
-  return haystack.find(needle) != std::string_view::npos;
-}
+using test_support::contains;
+using test_support::count_open_descriptors;
 
 task<void> line_echo(pysock::stream_reader reader, pysock::stream_writer writer) {
   for (;;) {
@@ -84,15 +83,6 @@ int free_port() {
   pysock::socket probe;
   probe.bind({"127.0.0.1", 0});
   return probe.getsockname().port();
-}
-
-int count_open_descriptors() {
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (dir == nullptr) return -1;
-  int count = 0;
-  while (::readdir(dir) != nullptr) ++count;
-  ::closedir(dir);
-  return count;
 }
 
 // Waits on a thread (bounded) until `flag` is set by the loop side.
