@@ -677,7 +677,16 @@ def case_netcat_udp_and_unix(binary, _curl=None):
             time.sleep(0.02)
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(TIMEOUT)
-            s.connect(path)
+            # The file appears at bind(), a moment before listen(): until
+            # then a connect is refused.
+            while True:
+                try:
+                    s.connect(path)
+                    break
+                except ConnectionRefusedError:
+                    expect(time.monotonic() < deadline and listen.poll() is None,
+                           "unix listener never accepted")
+                    time.sleep(0.02)
             s.sendall(b"over unix\n")
             # The answer first: the listener ends as soon as this side closes
             # (as nc does), so shutting down before it relayed stdin would race.
