@@ -409,6 +409,46 @@ TEST_P(loop_io, sock_sendall_and_sock_recv_into_move_a_megabyte_both_ways_waitin
   EXPECT_EQ(l.active_descriptor_count(), 0u);
 }
 
+// One descriptor, a reader and a writer waiting on it at once: an event that
+// reports both directions must finish both waits (the dispatcher serves the
+// writer first, then the reader, from the same event).
+TEST_P(loop_io, one_socket_serves_a_waiting_reader_and_a_waiting_writer) {
+  auto ab_pair = nonblocking_pair();
+  auto& a = ab_pair.first;
+  auto& b = ab_pair.second;
+  const std::string payload(1 << 20, 'w');  // far more than the socket buffers hold
+  auto& l = loop();
+  bool writer_done = false;
+  auto writer = [&]() -> task<void> {
+    co_await l.sock_sendall(a, payload);
+    writer_done = true;
+  };
+  auto reader = [&]() -> task<std::string> {
+    std::vector<char> buf(64);
+    const std::size_t n = co_await l.sock_recv_into(a, buf);
+    co_return std::string(buf.data(), n);
+  };
+  auto peer = [&]() -> task<std::size_t> {
+    // Drain b until the whole payload came, then answer on the same socket
+    // the writer is blocked on.
+    std::size_t total = 0;
+    std::vector<char> buf(65536);
+    while (total < payload.size()) total += co_await l.sock_recv_into(b, buf);
+    co_await l.sock_sendall(b, std::string_view("reply"));
+    co_return total;
+  };
+  auto body = [&]() -> task<std::pair<std::string, std::size_t>> {
+    auto [w, got, total] = co_await pysock::gather(writer(), reader(), peer());
+    (void)w;
+    co_return std::pair{got, total};
+  };
+  const auto [got, total] = run_bounded(l, body());
+  EXPECT_TRUE(writer_done);
+  EXPECT_EQ(total, payload.size());
+  EXPECT_EQ(got, "reply");
+  EXPECT_EQ(l.active_descriptor_count(), 0u);
+}
+
 TEST_P(loop_io, sock_recv_returns_bytes_and_empty_at_eof) {
   auto ab_pair = nonblocking_pair();
   auto& a = ab_pair.first;

@@ -202,15 +202,14 @@ struct io_op : cancel_slot {
 // socket meanwhile, so the number still names the same file); otherwise it is
 // made again. add_reader()/add_writer() are level-triggered (`persistent`);
 // a sock_* wait sharing a descriptor with one is armed one-shot per wait.
+// 32 bytes, so that the table's bounds checks and indexing, made several
+// times per message, are shifts rather than multiplications.
 struct fd_entry {
   io_op* reader = nullptr;
   io_op* writer = nullptr;
+  std::uint64_t epoch = 0;       // descriptor_release_epoch when `edge` was registered
   std::uint32_t registered = 0;  // the events last given to epoll_ctl
-  bool in_epoll = false;         // epoll_ctl(ADD) done and not removed by us
-  bool armed = false;            // a one-shot registration has not fired yet
-  bool attached = false;
-  bool persistent = false;  // level-triggered (add_reader/add_writer)
-  bool edge = false;        // sock_*: edge-triggered, kept between waits
+  bool edge = false;             // sock_*: edge-triggered, kept between waits
   // edge: data may be queued (an event came, or nothing is known); false after
   // a short read of a stream socket, until the next EPOLLIN edge.
   bool maybe_readable = true;
@@ -218,8 +217,13 @@ struct fd_entry {
   // then no longer means an empty queue (the EOF behind the data raises no
   // new edge), so every receive makes the call.
   bool hung_up = false;
-  std::uint64_t epoch = 0;  // descriptor_release_epoch when `edge` was registered
+  // Off the sock_* hot path: one byte for the four.
+  bool in_epoll : 1 = false;    // epoll_ctl(ADD) done and not removed by us
+  bool armed : 1 = false;       // a one-shot registration has not fired yet
+  bool attached : 1 = false;    // streams: registered for both directions until detached
+  bool persistent : 1 = false;  // level-triggered (add_reader/add_writer)
 };
+static_assert(sizeof(fd_entry) == 32);
 
 // How many descriptors pysock has released (closed, detached); defined in
 // socket.cpp, bumped by every socket close. See fd_entry.
@@ -472,7 +476,6 @@ class event_loop {
       if (e.edge && slot == nullptr &&
           e.epoch == detail::descriptor_release_epoch.load(std::memory_order_relaxed)) {
         op->cancel_fn = &event_loop::epoll_cancel;
-        if ((op->write ? e.reader : e.writer) == nullptr) ++active_fds_;
         slot = op;
         op->waiting = true;
         if (owner != nullptr) owner->leaf = op;
@@ -565,6 +568,7 @@ class event_loop {
   void collect_threads(bool all);
   bool run_op(detail::io_op* op);
   bool perform_op(detail::io_op* op) noexcept;
+  bool perform_edge_op(detail::io_op* op, detail::fd_entry* e) noexcept;
   bool run_fd_callback(detail::io_op* op);
   // io_uring (loop_uring_linux.cpp); ring_ is null on epoll.
   bool ring_open(std::string& why);
@@ -608,7 +612,6 @@ class event_loop {
   detail::uring* ring_ = nullptr;  // the io_uring instance, when that is the backend
   std::size_t ring_in_flight_ = 0;
   std::vector<detail::fd_entry> fds_;
-  std::size_t active_fds_ = 0;
   std::unique_ptr<std::byte[]> receive_scratch_;
 
   std::shared_ptr<detail::loop_remote> remote_;
@@ -710,11 +713,18 @@ class event_loop::recv_into_op : public detail::io_awaiter<recv_into_op> {
         stream_(stream),
         data_(data),
         size_(size) {}
-  bool perform() noexcept {
+  // `known`: the descriptor's table entry, when the caller (the dispatcher)
+  // holds it and it is an edge registration.
+  bool perform(detail::fd_entry* known = nullptr) noexcept {
     const ssize_t n = retry([&] { return ::recv(fd, data_, size_, 0); });
     if (n >= 0) {
       result_ = static_cast<std::size_t>(n);
-      if (stream_ && n > 0 && result_ < size_) loop->note_short_read(fd);
+      if (stream_ && n > 0 && result_ < size_) {
+        if (known == nullptr)
+          loop->note_short_read(fd);
+        else if (!known->hung_up)
+          known->maybe_readable = false;
+      }
     }
     return finish(n);
   }
@@ -740,15 +750,18 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
       : io_awaiter(l, detail::op_kind::recv, false, descriptor), stream_(stream), want_(n) {}
   // The bytes object is made once data has come, at its size: a coroutine
   // waiting here holds no buffer, so idle connections cost none.
-  bool perform() noexcept {
+  // `known`: as for recv_into_op::perform.
+  bool perform(detail::fd_entry* known = nullptr) noexcept {
     if (want_ == 0) return true;  // Python: recv(0) is b'' without a system call
     ssize_t n;
     try {
       if (want_ <= event_loop::receive_scratch_size) {
         std::byte* scratch = loop->receive_scratch();
         n = retry([&] { return ::recv(fd, scratch, want_, 0); });
+        // Constructed, not assign()ed: the string has nothing to keep, and
+        // construction skips assign()'s aliasing and growth logic.
         if (n > 0)
-          data_.assign(reinterpret_cast<const char*>(scratch), static_cast<std::size_t>(n));
+          data_ = bytes(reinterpret_cast<const char*>(scratch), static_cast<std::size_t>(n));
       } else {
         data_.resize(want_);
         n = retry([&] { return ::recv(fd, data_.data(), want_, 0); });
@@ -761,7 +774,12 @@ class event_loop::recv_op : public detail::io_awaiter<recv_op> {
       ec = std::make_error_code(std::errc::not_enough_memory);
       return true;
     }
-    if (n > 0 && stream_ && static_cast<std::size_t>(n) < want_) loop->note_short_read(fd);
+    if (n > 0 && stream_ && static_cast<std::size_t>(n) < want_) {
+      if (known == nullptr)
+        loop->note_short_read(fd);
+      else if (!known->hung_up)
+        known->maybe_readable = false;
+    }
     return finish(n);
   }
   bytes await_resume() {
