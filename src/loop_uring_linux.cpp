@@ -301,6 +301,9 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
         o->ec = std::make_error_code(std::errc::not_enough_memory);
       }
       ring_recycle_buffer(flags);
+      if (o->stream_)
+        note_ring_read(op->fd, static_cast<std::size_t>(res) ==
+                                   std::min(o->want_, detail::kProvidedBufferSize));
       return detail::finished;
     }
     ring_recycle_buffer(flags);
@@ -318,9 +321,12 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
   if (res >= 0) {
     const auto n = static_cast<std::size_t>(res);
     switch (op->kind) {
-      case op_kind::recv_into:
-        static_cast<recv_into_op*>(op)->result_ = n;
+      case op_kind::recv_into: {
+        auto* o = static_cast<recv_into_op*>(op);
+        o->result_ = n;
+        if (o->stream_) note_ring_read(op->fd, n > 0 && n == o->size_);
         return detail::finished;
+      }
       case op_kind::sendall: {
         auto* o = static_cast<sendall_op*>(op);
         o->sent_ += n;

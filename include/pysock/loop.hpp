@@ -211,7 +211,8 @@ struct fd_entry {
   std::uint32_t registered = 0;  // the events last given to epoll_ctl
   bool edge = false;             // sock_*: edge-triggered, kept between waits
   // edge: data may be queued (an event came, or nothing is known); false after
-  // a short read of a stream socket, until the next EPOLLIN edge.
+  // a short read of a stream socket, until the next EPOLLIN edge. io_uring:
+  // the last receive on the stream filled its buffer, so more is queued.
   bool maybe_readable = true;
   // edge: the peer has shut down or the socket has an error. A short read
   // then no longer means an empty queue (the EOF behind the data raises no
@@ -509,7 +510,14 @@ class event_loop {
   std::byte* receive_scratch() noexcept { return receive_scratch_.get(); }
   void note_short_read(int fd) noexcept {
     const auto i = static_cast<std::size_t>(fd);
-    if (i < fds_.size() && fds_[i].edge && !fds_[i].hung_up) fds_[i].maybe_readable = false;
+    if (i < fds_.size() && (fds_[i].edge ? !fds_[i].hung_up : ring_ != nullptr))
+      fds_[i].maybe_readable = false;
+  }
+  /// io_uring: the last receive on this stream socket filled its buffer (see
+  /// fd_entry::maybe_readable), so the next one tries the system call first.
+  bool ring_read_queued(int fd) const noexcept {
+    const auto i = static_cast<std::size_t>(fd);
+    return i < fds_.size() && fds_[i].maybe_readable;
   }
   /// Called first in every awaiter's await_resume: the task is running again.
   void resumed(detail::task_state_base* owner, detail::cancel_slot* slot) noexcept {
@@ -584,6 +592,10 @@ class event_loop {
   void ring_event(std::uint64_t user_data, int res, unsigned flags);
   int ring_finish_native(detail::io_op* op, int res, unsigned flags) noexcept;
   void ring_recycle_buffer(unsigned flags) noexcept;
+  void note_ring_read(int fd, bool filled) noexcept {
+    const auto i = static_cast<std::size_t>(fd);
+    if (i < fds_.size()) fds_[i].maybe_readable = filled;
+  }
   void ring_watch(int fd, bool signals);
   void ring_unwatch_signals() noexcept;
   static bool ring_cancel(detail::cancel_slot* slot) noexcept;
@@ -660,7 +672,17 @@ class io_awaiter : public io_op {
     // away (batched into the loop's next io_uring_enter); everything else
     // tries the system call first.
     if constexpr (Derived::submitted_directly) {
-      if (loop->submits_receives()) return false;
+      if (loop->submits_receives()) {
+        // ... except a receive on a stream whose last receive filled its
+        // buffer: more is almost surely queued, and one recv() is cheaper
+        // than a request's round trip through the ring (bulk transfers).
+        if constexpr (Derived::stream_read) {
+          if (!static_cast<Derived*>(this)->stream_ || !loop->ring_read_queued(fd)) return false;
+          return static_cast<Derived*>(this)->perform();
+        } else {
+          return false;
+        }
+      }
     }
     if constexpr (Derived::stream_read) {
       if (static_cast<Derived*>(this)->stream_ && loop->read_drained(fd)) return false;
