@@ -308,11 +308,12 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
     }
     ring_recycle_buffer(flags);
     // Every provided buffer was taken (a burst on many connections): the
-    // data is there, so a readiness wait ends at once and the receive goes
-    // through the scratch buffer. (A request with its own buffer here would
+    // data is there, so the receive is made now, through the scratch buffer,
+    // without another trip through the ring (a readiness wait only if the
+    // data went meanwhile). (A request with its own buffer here would
     // allocate n bytes for each of thousands of receives at once, memory the
     // heap keeps afterwards.)
-    if (res == -ENOBUFS) return detail::again_poll;
+    if (res == -ENOBUFS) return o->perform() ? detail::finished : detail::again_poll;
     if (res >= 0) {  // EOF (a byte count always comes with its buffer)
       o->data_.clear();
       return detail::finished;
