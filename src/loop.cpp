@@ -23,15 +23,7 @@
 #include <string_view>
 
 #include "pysock/resolver.hpp"
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PYSOCK_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define PYSOCK_ASAN 1
-#endif
+#include "sanitizers.hpp"
 
 namespace pysock {
 

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "pysock/resolver.hpp"
+#include "sanitizers.hpp"
 
 namespace pysock {
 
@@ -37,15 +38,6 @@ constexpr std::size_t kReadChunk = 16 * 1024;
 // Chunks a thread keeps for reuse: enough for the streams that receive in
 // one burst of events, few enough that an idle server holds ~0.5 MiB.
 constexpr std::size_t kPooledChunks = 32;
-
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PYSOCK_STREAMS_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define PYSOCK_STREAMS_ASAN 1
-#endif
 
 // Read chunks of the streams of one thread (one loop). A stream holds a
 // chunk only while it has unread bytes, so 10,000 idle connections cost no
@@ -68,14 +60,14 @@ chunk_pool::~chunk_pool() {
 }
 
 char* take_chunk() {
-#ifndef PYSOCK_STREAMS_ASAN  // under ASan every chunk is fresh: a stale use is reported
+#ifndef PYSOCK_ASAN  // under ASan every chunk is fresh: a stale use is reported
   if (!chunk_pool_gone && pool.count > 0) return pool.chunks[--pool.count];
 #endif
   return static_cast<char*>(::operator new(kReadChunk));
 }
 
 void give_chunk(char* chunk) noexcept {
-#ifndef PYSOCK_STREAMS_ASAN
+#ifndef PYSOCK_ASAN
   if (!chunk_pool_gone && pool.count < kPooledChunks) {
     pool.chunks[pool.count++] = chunk;
     return;

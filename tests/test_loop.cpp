@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/checks.hpp"
+
 using namespace std::chrono_literals;
 using pysock::task;
 using clock_type = std::chrono::steady_clock;
@@ -465,23 +467,13 @@ TEST_P(loop_io, sock_recv_returns_bytes_and_empty_at_eof) {
   run_bounded(l, body());
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define LOOP_TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define LOOP_TEST_ASAN 1
-#endif
-
 // Python's sock_recv(sock, n) makes its bytes when data has come; a
 // coroutine waiting in ours must not hold n bytes either (epoll: readiness
 // first; io_uring: the kernel picks a provided buffer when data arrives), or
 // 10,000 idle connections waiting with n = 64 KiB would pin 640 MiB.
 TEST_P(loop_io, coroutines_waiting_in_sock_recv_hold_no_buffer) {
-#ifdef LOOP_TEST_ASAN
-  GTEST_SKIP() << "AddressSanitizer replaces malloc, so mallinfo2() cannot see the heap";
-#else
+  if (test_support::under_address_sanitizer)
+    GTEST_SKIP() << "AddressSanitizer replaces malloc, so mallinfo2() cannot see the heap";
   constexpr int kWaiters = 200;
   auto& l = loop();
   std::vector<std::pair<pysock::socket, pysock::socket>> pairs;
@@ -509,7 +501,6 @@ TEST_P(loop_io, coroutines_waiting_in_sock_recv_hold_no_buffer) {
     }
   };
   run_bounded(l, body());
-#endif
 }
 
 TEST_P(loop_io, sock_recv_larger_than_any_internal_buffer_and_datagrams_keep_their_bytes) {

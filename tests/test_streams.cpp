@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/checks.hpp"
+
 using namespace std::chrono_literals;
 using pysock::task;
 
@@ -184,21 +186,11 @@ TEST_P(streams, a_line_longer_than_the_read_chunk_arrives_whole_with_the_next_on
   run_bounded(body());
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define STREAMS_TEST_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
-#define STREAMS_TEST_ASAN 1
-#endif
-
 // asyncio's transports keep no read buffer between reads; neither may ours:
 // 10,000 idle connections with a 16 KiB buffer each would pin 160 MiB.
 TEST_P(streams, idle_connections_hold_no_read_buffer) {
-#ifdef STREAMS_TEST_ASAN
-  GTEST_SKIP() << "AddressSanitizer replaces malloc, so mallinfo2() cannot see the heap";
-#else
+  if (test_support::under_address_sanitizer)
+    GTEST_SKIP() << "AddressSanitizer replaces malloc, so mallinfo2() cannot see the heap";
   auto body = []() -> task<void> {
     constexpr int kPairs = 200;
     int echoed = 0;
@@ -240,7 +232,6 @@ TEST_P(streams, idle_connections_hold_no_read_buffer) {
     co_await srv.wait_closed();
   };
   run_bounded(body(), 40s);
-#endif
 }
 
 TEST_P(streams, a_writer_to_a_client_that_never_reads_stops_growing_at_the_high_water_mark) {

@@ -22,6 +22,21 @@
 
 namespace test_support {
 
+// AddressSanitizer replaces malloc: heap measurements (mallinfo2) see nothing.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PYSOCK_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(PYSOCK_TEST_ASAN)
+#define PYSOCK_TEST_ASAN 1
+#endif
+#ifdef PYSOCK_TEST_ASAN
+inline constexpr bool under_address_sanitizer = true;
+#else
+inline constexpr bool under_address_sanitizer = false;
+#endif
+
 // Runs f and returns the exception of type E it threw (sliced to E), or
 // nothing if it returned. Other exception types propagate (gtest reports
 // them). dynamic_type, when given, receives the thrown object's real class.
