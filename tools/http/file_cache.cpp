@@ -36,15 +36,12 @@ bool settled(const struct ::stat& st, std::chrono::milliseconds settle) noexcept
 
 }  // namespace
 
-std::string_view file_cache::entry::ok_response(std::time_t now) const {
-  if (now != date_second_) {
-    const std::string_view date = http_date_now();
-    if (date.size() == 29) {
-      response.replace(date_at_, date.size(), date);
-      date_second_ = now;
-    }
+void file_cache::entry::update_date(std::time_t now) const {
+  const std::string_view date = http_date_now();
+  if (date.size() == 29) {
+    response.replace(date_at_, date.size(), date);
+    date_second_ = now;
   }
-  return response;
 }
 
 bool same_file_version(const struct ::stat& a, const struct ::stat& b) noexcept {
@@ -94,7 +91,7 @@ file_cache::node* file_cache::lookup(std::string_view key) const noexcept {
     const slot& s = slots_[i];
     if (s.entry == nullptr) return nullptr;
     if (s.hash == h && s.entry->key.size() == key.size() &&
-        std::memcmp(s.entry->key.data(), key.data(), key.size()) == 0)
+        same_bytes(s.entry->key.data(), key.data(), key.size()))
       return s.entry;
   }
 }
@@ -139,24 +136,21 @@ void file_cache::index_erase(const node* n) noexcept {
 }
 
 void file_cache::erase(list::iterator it) {
+  if (&*it == last_hit_) last_hit_ = nullptr;
   bytes_ -= it->cost;
   index_erase(&*it);
   lru_.erase(it);
 }
 
-const file_cache::entry* file_cache::check(node* n, int root_fd, bool count_miss) {
-  if (n->checked_batch != batch_) {
-    struct ::stat now {};
-    if (::fstatat(root_fd, n->key.c_str(), &now, 0) != 0 || !same_file_version(now, n->value.st)) {
-      erase(n->self);  // changed, replaced or gone: resolve it again
-      if (count_miss) ++misses_;
-      return nullptr;
-    }
-    n->checked_batch = batch_;
+bool file_cache::restat(node* n, int root_fd, bool count_miss) {
+  struct ::stat now {};
+  if (::fstatat(root_fd, n->key.c_str(), &now, 0) != 0 || !same_file_version(now, n->value.st)) {
+    erase(n->self);  // changed, replaced or gone: resolve it again
+    if (count_miss) ++misses_;
+    return false;
   }
-  if (n->self != lru_.begin()) lru_.splice(lru_.begin(), lru_, n->self);
-  ++hits_;
-  return &n->value;
+  n->checked_batch = batch_;
+  return true;
 }
 
 const file_cache::entry* file_cache::find(int root_fd, std::string_view relative) {
@@ -166,15 +160,6 @@ const file_cache::entry* file_cache::find(int root_fd, std::string_view relative
     return nullptr;
   }
   return check(n, root_fd, true);
-}
-
-const file_cache::entry* file_cache::find_raw(int root_fd, std::string_view raw_path) {
-  if (used_ == 0 || raw_path.size() < 2 || raw_path.front() != '/' ||
-      raw_path.find('%') != std::string_view::npos)
-    return nullptr;
-  node* n = lookup(raw_path.substr(1));
-  if (n == nullptr) return nullptr;
-  return check(n, root_fd, false);
 }
 
 const file_cache::entry* file_cache::load(const std::string& relative, int fd,
@@ -220,7 +205,8 @@ const file_cache::entry* file_cache::load(const std::string& relative, int fd,
 
   if (node* old = lookup(relative)) erase(old->self);
   while (bytes_ + cost > limits_.max_bytes && !lru_.empty()) erase(std::prev(lru_.end()));
-  lru_.push_front(node{relative, std::move(e), cost, batch_, {}});
+  lru_.push_front(
+      node{relative, std::move(e), cost, batch_, relative.find('%') != std::string::npos, {}});
   lru_.front().self = lru_.begin();
   index_insert(&lru_.front());
   bytes_ += cost;

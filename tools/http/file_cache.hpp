@@ -14,11 +14,15 @@
 // it), chmod, linking and unlinking all change one of them (ctime covers the
 // metadata), so a changed file is read afresh.
 //
-// One stat per batch: the transport calls begin_batch() after each recv(),
-// and an entry stat'ed since then is not stat'ed again. So the 16 requests
-// of a pipelined batch cost one fstatat, and every answer still rests on a
-// stat made after its request arrived (a client that changes a file and
-// then asks for it sees the change).
+// One stat per batch: the transport calls begin_batch() after receiving
+// input and before answering it, and an entry stat'ed since then is not
+// stat'ed again. So every answer rests on a stat made after its request
+// arrived (a client that changes a file and then asks for it sees the
+// change), while all the requests received before one begin_batch() share
+// a stat: the 16 of a pipelined batch (session::on_received() starts a
+// batch at each recv), or, in the event-loop transport, those of every
+// connection that received in one loop iteration (loop_server.cpp,
+// loop_listener::defer()).
 //
 // Timestamps are coarse (a kernel tick), so a file written twice within one
 // tick could keep the same stat while its content changed after it was
@@ -38,6 +42,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <ctime>
 #include <list>
 #include <string>
@@ -76,10 +81,14 @@ class file_cache {
     /// `response` with its Date brought up to `now` (an IMF-fixdate is
     /// always 29 characters: rewritten in place once per second, so the
     /// views into `response` stay valid).
-    std::string_view ok_response(std::time_t now) const;
+    std::string_view ok_response(std::time_t now) const {
+      if (now != date_second_) update_date(now);
+      return response;
+    }
 
    private:
     friend class file_cache;
+    void update_date(std::time_t now) const;
     std::size_t date_at_ = 0;  // where the Date's value is in `response`
     mutable std::time_t date_second_ = -1;
   };
@@ -100,10 +109,27 @@ class file_cache {
   /// normalising would make of it (keys are normalised, so a key equal to
   /// the rest of the path proves it normal). nullptr means "not found this
   /// way" and counts no miss: decode, normalise and find() then.
-  const entry* find_raw(int root_fd, std::string_view raw_path);
+  /// (Inline: it is the cache's part of nearly every request.)
+  const entry* find_raw(int root_fd, std::string_view raw_path) {
+    if (used_ == 0 || raw_path.size() < 2 || raw_path.front() != '/') return nullptr;
+    const std::string_view key = raw_path.substr(1);
+    // Consecutive requests often name the same file (pipelined ones nearly
+    // always): the last hit is compared first, without hashing.
+    node* n = last_hit_;
+    if (n == nullptr || n->key.size() != key.size() ||
+        !same_bytes(n->key.data(), key.data(), key.size()))
+      n = lookup(key);
+    // The rest of the path equals a key without a '%', so it has none
+    // either: percent-decoding leaves it as it is. (Checked on the key,
+    // once, rather than by scanning every request's path.)
+    if (n == nullptr || n->has_percent) return nullptr;
+    last_hit_ = n;
+    return check(n, root_fd, false);  // may erase it (and forget last_hit_)
+  }
 
-  /// New input has arrived (a recv): the next find() of each entry stats
-  /// the file again.
+  /// New input has arrived (one recv, or several on as many connections):
+  /// the next find() of each entry stats the file again. Call it after the
+  /// receives and before answering what they brought.
   void begin_batch() noexcept { ++batch_; }
 
   /// After a miss: `fd` is `relative` opened beneath the root and `st` its
@@ -127,12 +153,47 @@ class file_cache {
     entry value;
     std::size_t cost = 0;
     std::uint64_t checked_batch = 0;  // batch_ when last stat'ed
+    bool has_percent = false;         // key has a '%' (find_raw() never takes it)
     list::iterator self;              // where it is in lru_
   };
 
   void erase(list::iterator it);
   // The hit path of find() and find_raw(): stat (once per batch), LRU.
-  const entry* check(node* n, int root_fd, bool count_miss);
+  const entry* check(node* n, int root_fd, bool count_miss) {
+    // The stat, once per batch, out of line: most hits skip it.
+    if (n->checked_batch != batch_ && !restat(n, root_fd, count_miss)) return nullptr;
+    if (n->self != lru_.begin()) lru_.splice(lru_.begin(), lru_, n->self);
+    ++hits_;
+    return &n->value;
+  }
+  // check()'s stat: false (and the entry erased) when the file changed.
+  [[gnu::noinline]] bool restat(node* n, int root_fd, bool count_miss);
+
+  // Key comparison inline: cached paths are short, and a call to memcmp
+  // (through the PLT, then its size dispatch) cost more than the
+  // comparison. Up to sixteen bytes: two overlapping loads of the widest
+  // word that fits.
+  static bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
+    if (n > 16) return std::memcmp(a, b, n) == 0;
+    if (n >= 8) {
+      std::uint64_t a1, a2, b1, b2;
+      std::memcpy(&a1, a, 8);
+      std::memcpy(&a2, a + n - 8, 8);
+      std::memcpy(&b1, b, 8);
+      std::memcpy(&b2, b + n - 8, 8);
+      return ((a1 ^ b1) | (a2 ^ b2)) == 0;
+    }
+    if (n >= 4) {
+      std::uint32_t a1, a2, b1, b2;
+      std::memcpy(&a1, a, 4);
+      std::memcpy(&a2, a + n - 4, 4);
+      std::memcpy(&b1, b, 4);
+      std::memcpy(&b2, b + n - 4, 4);
+      return ((a1 ^ b1) | (a2 ^ b2)) == 0;
+    }
+    // 0 to 3 bytes: the first, middle and last cover them all.
+    return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
+  }
 
   // The index from key to list node: open addressing with linear probing
   // over a power-of-two array kept at most half full, each slot holding the
@@ -153,6 +214,7 @@ class file_cache {
   list lru_;                 // most recently used first
   std::vector<slot> slots_;  // empty until the first entry
   std::size_t used_ = 0;
+  node* last_hit_ = nullptr;  // find_raw()'s last hit, looked at before the index
   std::size_t bytes_ = 0;
   std::uint64_t batch_ = 1;
   std::uint64_t hits_ = 0;

@@ -10,6 +10,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <vector>
 
 #include <pysock/error.hpp>
 
@@ -72,6 +73,9 @@ class connection {
   void start();
   /// The server stops: close now if between requests, else finish.
   void stop();
+  /// Answers what drive() received (after the cache's begin_batch()), then
+  /// carries on as drive() would.
+  void answer();
 
  private:
   enum class flush_result { done, blocked, failed };
@@ -109,6 +113,7 @@ class connection {
   bool peer_closed_ = false;
   bool stopping_ = false;
   bool more_input_likely_ = false;  // the last recv filled the whole space
+  bool deferred_ = false;           // received input waits for answer()
   std::size_t drained_ = 0;
   clock::time_point write_deadline_{};
   clock::time_point linger_deadline_{};
@@ -117,15 +122,53 @@ class connection {
   clock::time_point timer_due_{};
 };
 
+// The access log of one loop: lines gathered during an iteration go to the
+// shared sink together, from a call_soon() callback (so after the batch of
+// events that produced them), and once more when the loop has ended. (A
+// timer instead, writing every 20 ms, halved the log's writes but changed
+// nothing measurable: under load one iteration serves many connections, so
+// these writes were ~1% of the server's system calls; strace in
+// bench/http_perf_notes.md. Lines stay as prompt as Python's.) The lines of
+// an answering round (loop_listener::answer_received(), itself a call_soon
+// callback) are written at its end instead: held, they need no callback of
+// their own, nor the extra loop iteration it would run in.
+class batched_log final : public log_batch {
+ public:
+  batched_log(event_loop& loop, log_sink sink) : loop_(loop), sink_(std::move(sink)) {}
+
+  void flush() {
+    if (!pending().empty()) sink_(pending());
+    clear();
+  }
+
+  /// Until release(), new lines wait without scheduling a write.
+  void hold() noexcept { holding_ = true; }
+  /// Writes what is pending (lines from before hold() too: the order is kept).
+  void release() {
+    holding_ = false;
+    flush();
+  }
+
+ private:
+  void schedule() override {
+    if (!holding_) loop_.call_soon([this] { flush(); });
+  }
+
+  event_loop& loop_;
+  log_sink sink_;
+  bool holding_ = false;
+};
+
 class loop_listener {
  public:
   loop_listener(event_loop& loop, socket listener, const server_context& context, int stop_fd,
-                const loop_transport_options& options)
+                const loop_transport_options& options, batched_log* log)
       : loop_(loop),
         listener_(std::move(listener)),
         context_(context),
         stop_fd_(stop_fd),
-        options_(options) {}
+        options_(options),
+        log_(log) {}
   loop_listener(const loop_listener&) = delete;
   loop_listener& operator=(const loop_listener&) = delete;
 
@@ -139,6 +182,32 @@ class loop_listener {
   void remove(connection& c) {
     conns_.erase(c.self);
     if (stopping_ && conns_.empty()) loop_.stop();
+  }
+
+  // Plain connections answer in two steps, so that one stat per cached file
+  // and loop iteration (not per recv) keeps the file cache's promise: every
+  // answer rests on a stat made after its request was received. The fd
+  // callbacks of an iteration only receive (connection::drive() calls
+  // defer()); then answer_received(), a call_soon() callback and so run
+  // after all of this iteration's fd callbacks, starts a new cache batch
+  // and answers every connection that received. Each byte it answers was
+  // received before that begin_batch(), and a file is stat'ed at its first
+  // lookup after it. A recv made while answering defers again, to the next
+  // round with its own begin_batch(). (Why not inotify instead of the stat:
+  // bench/http_perf_notes.md, "Freshness without a stat per batch".)
+  void defer(connection& c) {
+    received_.push_back(&c);
+    if (!answer_scheduled_) {
+      loop_.call_soon([this] { answer_received(); });
+      answer_scheduled_ = true;
+    }
+  }
+  /// `c` is being destroyed while it waits in defer()'s list.
+  void forget(const connection& c) noexcept {
+    for (connection*& p : received_)
+      if (p == &c) p = nullptr;
+    for (connection*& p : answering_)
+      if (p == &c) p = nullptr;
   }
 
   event_loop& loop() noexcept { return loop_; }
@@ -206,14 +275,39 @@ class loop_listener {
     if (options_.errors) options_.errors(message);
   }
 
+  void answer_received() {
+    answer_scheduled_ = false;
+    answering_.swap(received_);  // answer() may defer again: into received_
+    if (context_.cache != nullptr) context_.cache->begin_batch();
+    if (log_ != nullptr) log_->hold();
+    for (connection* c : answering_) {
+      if (c == nullptr) continue;  // destroyed meanwhile
+      try {
+        c->answer();  // may destroy it
+      } catch (const std::exception& e) {
+        // As the loop does for an fd callback: the others are still
+        // answered, and answering_ is cleared below (no stale entry).
+        report(std::string("answering a connection: ") + e.what());
+      } catch (...) {
+        report("answering a connection: unknown exception");
+      }
+    }
+    answering_.clear();
+    if (log_ != nullptr) log_->release();
+  }
+
   event_loop& loop_;
   socket listener_;
   const server_context& context_;
   int stop_fd_;
   const loop_transport_options& options_;
+  batched_log* log_;  // null without an access log
   std::list<connection> conns_;
   callback_handle pause_;
   bool stopping_ = false;
+  std::vector<connection*> received_;   // defer()red, for the next answer_received()
+  std::vector<connection*> answering_;  // being answered now
+  bool answer_scheduled_ = false;
   std::array<char, 4096> scratch_;      // where lingering connections discard input
   std::unique_ptr<char[]> tls_buffer_;  // HTTPS: see tls_buffer_size
 };
@@ -240,6 +334,12 @@ void connection::start() {
 void connection::stop() {
   stopping_ = true;
   if (!lingering_ && !writing_ && s_.idle()) begin_linger();
+}
+
+void connection::answer() {
+  deferred_ = false;
+  s_.process();
+  drive();
 }
 
 void connection::want(bool read, bool write) {
@@ -289,6 +389,9 @@ void connection::on_timer() {
     if (now >= write_deadline_) return destroy();  // the client stopped reading
     return arm(write_deadline_);
   }
+  // Input received in this iteration is answered soon (answer(), which
+  // arms the next deadline): no 408 for a request that has arrived.
+  if (deferred_) return;
   const auto deadline = s_.read_deadline();
   if (!deadline) return;
   if (now < *deadline) return arm(*deadline);
@@ -332,6 +435,7 @@ void connection::drive() {
 #ifdef PYSOCK_TOOLS_HAVE_SSL
   if (tls_) return drive_tls();
 #endif
+  if (deferred_) return;  // answer() comes first, then carries on from here
   for (int round = 0; round < rounds_per_event; ++round) {
     if (s_.has_output()) {
       switch (flush()) {
@@ -372,7 +476,11 @@ void connection::drive() {
       s_.on_eof();
     } else {
       more_input_likely_ = n == space.size();
-      s_.on_received(n);
+      // Answered by answer(), after this iteration's other receives (see
+      // loop_listener::defer()).
+      s_.receive(n);
+      deferred_ = true;
+      return owner_.defer(*this);
     }
   }
   // Enough for one event: the loop serves the others and comes back (the
@@ -422,6 +530,7 @@ void connection::linger_read() {
 }
 
 void connection::destroy() {
+  if (deferred_) owner_.forget(*this);
   if (reading_) loop_.remove_reader(fd_);
   if (writing_) loop_.remove_writer(fd_);
   reading_ = writing_ = false;
@@ -613,31 +722,6 @@ void connection::drive_tls() {
 
 #endif
 
-// The access log of one loop: lines gathered during an iteration go to the
-// shared sink together, from a call_soon() callback (so after the batch of
-// events that produced them), and once more when the loop has ended. (A
-// timer instead, writing every 20 ms, halved the log's writes but changed
-// nothing measurable: under load one iteration serves many connections, so
-// these writes were ~1% of the server's system calls; strace in
-// bench/http_perf_notes.md. Lines stay as prompt as Python's.)
-class batched_log final : public log_batch {
- public:
-  batched_log(event_loop& loop, log_sink sink) : loop_(loop), sink_(std::move(sink)) {}
-
-  void flush() {
-    if (!pending().empty()) sink_(pending());
-    clear();
-  }
-
- private:
-  void schedule() override {
-    loop_.call_soon([this] { flush(); });
-  }
-
-  event_loop& loop_;
-  log_sink sink_;
-};
-
 void run_loop(socket listener, const server_context& shared, int stop_fd,
               const loop_transport_options& options) {
   event_loop loop(options.loop);
@@ -650,7 +734,8 @@ void run_loop(socket listener, const server_context& shared, int stop_fd,
     context.batch = &log;
   }
   {
-    loop_listener server(loop, std::move(listener), context, stop_fd, options);
+    loop_listener server(loop, std::move(listener), context, stop_fd, options,
+                         shared.log ? &log : nullptr);
     server.start();
     loop.run_forever();
   }

@@ -8,7 +8,11 @@
 // add_reader()/add_writer() (level-triggered, so a connection that waits for
 // the same direction again costs no epoll_ctl), not a coroutine: per request
 // that is one epoll_wait, one recv and one send (or sendfile), with no
-// system call that only learns "nothing more" (EAGAIN). Timeouts use one
+// system call that only learns "nothing more" (EAGAIN). The readiness
+// callbacks of a loop iteration only receive; one call_soon() callback then
+// answers every connection that received, after one file_cache::
+// begin_batch(), so a cached file is stat'ed once per iteration rather than
+// once per recv (loop_listener::defer()). Timeouts use one
 // lazily re-armed call_at() timer per connection: it fires at the earliest
 // deadline that was ever asked for and re-arms itself if the deadline has
 // moved on since, so a keep-alive client costs about one timer per

@@ -212,7 +212,13 @@ request_parser::request_parser(parser_limits limits) : limits_(limits) {
   request_.headers.reserve(32);
 }
 
-void request_parser::reset() noexcept {
+void request_parser::clear_error() noexcept {
+  error_status_ = 0;
+  error_message_.clear();
+  error_line_ = {};
+}
+
+void request_parser::clear_request() noexcept {
   // Field by field: the header vector keeps its memory.
   request_.request_line = request_.method = request_.target = {};
   request_.path = request_.query = {};
@@ -222,11 +228,6 @@ void request_parser::reset() noexcept {
   request_.keep_alive = true;
   request_.plain_request_line = false;
   request_.maybe_conditional = true;
-  skipped_ = scanned_ = line_checked_ = head_size_ = 0;
-  line_end_ = method_end_ = target_end_ = 0;
-  error_status_ = 0;
-  error_message_.clear();
-  error_line_ = {};
 }
 
 parse_status request_parser::fail(int status, std::string message, std::string_view line) {
@@ -281,6 +282,20 @@ bool request_parser::parse_whole_head(std::string_view input) {
   }
   const std::size_t fields_start = ++i;
 
+  // The request line's parts go into request_ now, so that the loop below
+  // keeps fewer values in registers; should a later check fail, parse()
+  // clears request_ before the general path.
+  request_.request_line = std::string_view(data, line_size);
+  request_.method = std::string_view(data, method_end);
+  request_.target = std::string_view(data + method_end + 1, target_end - method_end - 1);
+  request_.path = std::string_view(data + method_end + 1, path_end - method_end - 1);
+  request_.query = {};
+  if (path_end < target_end && b[path_end] == '?') {
+    const std::string_view query(data + path_end + 1, target_end - path_end - 1);
+    request_.query = query.substr(0, query.find('#'));
+  }
+  request_.version_minor = minor;
+
   // Fields, line by line, until the blank line.
   int host_count = 0;
   bool have_length = false;
@@ -288,6 +303,9 @@ bool request_parser::parse_whole_head(std::string_view input) {
   std::uint64_t length = 0;
   std::string_view connection;
   std::vector<header_field>& headers = request_.headers;
+  headers.clear();        // reset() leaves the last request's (see clear_request())
+  std::size_t count = 0;  // fields so far: headers.size() without the division
+  const std::size_t max_headers = limits_.max_headers;
   const auto give_up = [&headers] {
     headers.clear();
     return false;
@@ -295,21 +313,23 @@ bool request_parser::parse_whole_head(std::string_view input) {
   std::size_t end;
   for (;;) {
     if (i >= n) return give_up();
-    if (b[i] == '\n') {
-      end = i + 1;
-      break;
-    }
     if (b[i] == '\r') {
       if (i + 1 >= n || b[i + 1] != '\n') return give_up();
       end = i + 2;
       break;
     }
+    if (b[i] == '\n') {
+      end = i + 1;
+      break;
+    }
     const std::size_t name_start = i;
-    // "Host:" (every HTTP/1.1 request has one) in one comparison: the
-    // letters case-insensitively, then the colon.
+    // "Host:" (every HTTP/1.1 request has one) in one comparison: the four
+    // letters case-insensitively (| 0x20 turns only 'H' and 'h' into 'h',
+    // and so on), then the colon.
     bool host = false;
-    if (n - i >= 5 && (b[i] | 0x20) == 'h' && (b[i + 1] | 0x20) == 'o' &&
-        (b[i + 2] | 0x20) == 's' && (b[i + 3] | 0x20) == 't' && b[i + 4] == ':') {
+    std::uint32_t word = 0;
+    if (n - i >= 5) std::memcpy(&word, b + i, 4);
+    if (n - i >= 5 && (word | 0x20202020u) == 0x74736f68u /* "host" */ && b[i + 4] == ':') {
       host = true;
       i += 4;
     } else {
@@ -318,6 +338,8 @@ bool request_parser::parse_whole_head(std::string_view input) {
     }
     const std::string_view name(data + name_start, i - name_start);
     ++i;
+    // Usually exactly one space: taken without the loop's two tests.
+    if (i < n && b[i] == ' ') ++i;
     while (i < n && (b[i] == ' ' || b[i] == '\t')) ++i;
     const std::size_t value_start = i;
     for (;;) {
@@ -339,7 +361,8 @@ bool request_parser::parse_whole_head(std::string_view input) {
     ++i;
     while (value_end > value_start && is_ows(data[value_end - 1])) --value_end;
     const std::string_view value(data + value_start, value_end - value_start);
-    if (headers.size() == limits_.max_headers) return give_up();
+    if (count == max_headers) return give_up();
+    ++count;
     headers.push_back({name, value});
     // The other names the parser acts on, told apart by length first.
     if (host) {
@@ -381,15 +404,6 @@ bool request_parser::parse_whole_head(std::string_view input) {
   if (end - fields_start > limits_.max_header_section) return give_up();
   if (minor >= 1 && host_count != 1) return give_up();
 
-  request_.request_line = std::string_view(data, line_size);
-  request_.method = std::string_view(data, method_end);
-  request_.target = std::string_view(data + method_end + 1, target_end - method_end - 1);
-  request_.path = std::string_view(data + method_end + 1, path_end - method_end - 1);
-  if (path_end < target_end && b[path_end] == '?') {
-    const std::string_view query(data + path_end + 1, target_end - path_end - 1);
-    request_.query = query.substr(0, query.find('#'));
-  }
-  request_.version_minor = minor;
   request_.content_length = length;
   if (connection.empty())
     request_.keep_alive = minor >= 1;
@@ -403,12 +417,14 @@ bool request_parser::parse_whole_head(std::string_view input) {
   return true;
 }
 
-parse_status request_parser::parse(std::string_view input) {
+parse_status request_parser::parse_general(std::string_view input) {
   if (error_status_ != 0) return parse_status::failed;
   if (head_size_ != 0) return parse_status::complete;
-  // A first look at a head: most often all of it is there.
-  if (scanned_ == 0 && line_checked_ == 0 && skipped_ == 0 && parse_whole_head(input))
-    return parse_status::complete;
+  // The fast path has just given up on a first look at this head: the
+  // general path fills in only what it finds, and the fast path may have
+  // written some fields before it gave up (or reset() left the last
+  // request's).
+  if (scanned_ == 0 && line_checked_ == 0 && skipped_ == 0) clear_request();
 
   // Empty lines before a request are skipped (RFC 9112 §2.2: a client may
   // send a CRLF after a POST body), but only so many.

@@ -51,8 +51,9 @@ struct parser_limits {
   }
 };
 
-/// One parsed request head. Views into the parsed buffer. (request_parser::
-/// reset() sets every field back one by one: a new field goes there too.)
+/// One parsed request head. Views into the parsed buffer. (A new field must
+/// be set by both request_parser::clear_request() and the parser's fast
+/// path, parse_whole_head(), which writes every field.)
 struct request {
   std::string_view request_line;  ///< without the line end, as logged
   std::string_view method;
@@ -88,7 +89,14 @@ class request_parser {
   /// complete: get() is the request, head_size() the bytes it took (the body,
   /// request().content_length bytes, follows). failed: error_status() and
   /// error_message() say what to answer; the connection must then close.
-  parse_status parse(std::string_view input);
+  parse_status parse(std::string_view input) {
+    // A first look at a head: most often all of it is there (inline, so
+    // that a pipelined request costs no call frame for the general path).
+    if ((scanned_ | line_checked_ | skipped_ | head_size_) == 0 && error_status_ == 0 &&
+        parse_whole_head(input))
+      return parse_status::complete;
+    return parse_general(input);
+  }
 
   const request& get() const noexcept { return request_; }
   std::size_t head_size() const noexcept { return head_size_; }
@@ -100,9 +108,20 @@ class request_parser {
   const parser_limits& limits() const noexcept { return limits_; }
 
   /// Forgets the last request; keeps the header vector's memory.
-  void reset() noexcept;
+  void reset() noexcept {
+    // The request itself is cleared lazily: the fast path writes every
+    // field of it, and only the general path needs it blank (clear_request()
+    // when it starts). Pipelined requests are nearly all taken by the fast
+    // path, so this is a few stores per request instead of a dozen.
+    skipped_ = scanned_ = line_checked_ = head_size_ = 0;
+    line_end_ = method_end_ = target_end_ = 0;
+    if (error_status_ != 0) clear_error();
+  }
 
  private:
+  parse_status parse_general(std::string_view input);
+  void clear_request() noexcept;
+  void clear_error() noexcept;
   parse_status fail(int status, std::string message, std::string_view line);
   bool parse_whole_head(std::string_view input);
   parse_status check_partial_line(std::string_view input);

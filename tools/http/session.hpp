@@ -139,7 +139,16 @@ class session {
   /// while wants_read().
   std::span<char> read_space() noexcept;
   /// `n` > 0 bytes were received into read_space(): parses and answers.
+  /// (Tells the context's file cache that new input arrived first.)
   void on_received(std::size_t n);
+  /// The two halves of on_received(), for a transport that answers the
+  /// input of several connections after one file_cache::begin_batch() (the
+  /// event loop: one per loop iteration, see loop_server.cpp). receive()
+  /// only keeps the `n` > 0 bytes; process() parses and answers them, and
+  /// the caller must have called the cache's begin_batch() after every
+  /// receive() that process() answers (the cache's freshness rests on it).
+  void receive(std::size_t n) noexcept { in_end_ += n; }
+  void process() { pump(); }
   /// The peer closed its side: requests already received are answered, then
   /// the connection closes.
   void on_eof();
@@ -189,7 +198,14 @@ class session {
   };
 
   void pump();
-  void handle(const request& req);
+  // The usual request (a plain GET of a cached file) goes pump() → handle()
+  // → serve_from_cache() → log_request(): these are inlined into pump()
+  // (always_inline; defined in session.cpp, used only there), and what that
+  // request does not need is kept out of line (noinline), so that it sets
+  // up one frame, not four with their strings and file_source (~80
+  // instructions per request; callgrind, bench/http_perf_notes.md).
+  [[gnu::always_inline]] inline void handle(const request& req);
+  [[gnu::noinline]] void handle_uncached(const request& req);
   // What serve_file() answers from: a file opened just now (`fd`), or a
   // cache entry (`cached`).
   struct file_source {
@@ -204,12 +220,21 @@ class session {
     file_descriptor* fd = nullptr;             ///< otherwise the open file
   };
 
-  bool serve_from_cache(const request& req);
+  [[gnu::always_inline]] inline bool serve_from_cache(const request& req);
+  [[gnu::noinline]] const file_cache::entry* find_normalised(std::string_view raw_path);
+  [[gnu::noinline]] void serve_cached(const request& req, const file_cache::entry& entry);
   void serve_file(const request& req, const file_source& file);
   void send_error(int status, std::string_view message, std::string_view request_line,
                   bool head_only, bool keep_alive, bool http10, std::string_view extra_fields = {});
-  void log_request(std::string_view request_line, int status, bool plain = false);
-  std::string& output_buffer();
+  [[gnu::always_inline]] inline void log_request(std::string_view request_line, int status,
+                                                 bool plain = false);
+  [[gnu::noinline]] void log_request_general(std::string_view request_line, int status, bool plain);
+  // Where the next answer's bytes go: the last chunk's buffer while bytes
+  // may still be added to it, else a new chunk (from the thread's pool).
+  std::string& output_buffer() {
+    return tail_bytes_ != nullptr ? *tail_bytes_ : new_output_buffer();
+  }
+  std::string& new_output_buffer();
   void queue_file(file_descriptor file, std::uint64_t offset, std::uint64_t count);
   void compact_input() noexcept;
 
@@ -229,6 +254,7 @@ class session {
   std::string log_line_;               // reused for every access-log line
   std::string log_prefix_;             // the start of this second's access-log lines
   std::time_t log_prefix_second_ = -1;
+  std::time_t now_ = 0;  // read once per pump(): the Date and log time of its answers
   clock::time_point ready_since_;
   std::uint64_t responses_ = 0;
 };

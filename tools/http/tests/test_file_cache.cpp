@@ -357,3 +357,108 @@ TEST_F(FileCache, PrebuiltAnswerCarriesTheCurrentDate) {
   EXPECT_EQ(e->body.data(), body.data());
   EXPECT_EQ(e->body, "alpha");
 }
+
+// find_raw() looks at its last hit before the index: that shortcut must
+// follow entries that change, leave or are evicted (ASan would see a stale
+// pointer), and must not hand out one file's entry for another's path.
+TEST_F(FileCache, FindRawLastHitFollowsChangesAndEvictions) {
+  write("a.txt", "alpha");
+  write("b.txt", "beta");
+  write("c.txt", "gamma");
+  const int fd = root_->fd();
+  {
+    file_cache cache(unsettled());
+    ASSERT_NE(load(cache, "a.txt"), nullptr);
+    ASSERT_NE(load(cache, "b.txt"), nullptr);
+    for (int i = 0; i < 3; ++i) {
+      const file_cache::entry* a = cache.find_raw(fd, "/a.txt");
+      ASSERT_NE(a, nullptr);
+      EXPECT_EQ(a->body, "alpha");
+      const file_cache::entry* b = cache.find_raw(fd, "/b.txt");
+      ASSERT_NE(b, nullptr);
+      EXPECT_EQ(b->body, "beta");
+    }
+    // Same length as "a.txt", not cached: no hit through the last one.
+    EXPECT_EQ(cache.find_raw(fd, "/c.txt"), nullptr);
+    ASSERT_NE(cache.find_raw(fd, "/a.txt"), nullptr);
+    write("a.txt", "ALPHA, longer");  // the last hit goes stale
+    cache.begin_batch();
+    EXPECT_EQ(cache.find_raw(fd, "/a.txt"), nullptr);  // dropped
+    EXPECT_EQ(cache.find_raw(fd, "/a.txt"), nullptr);  // and not found again
+    EXPECT_EQ(cache.entries(), 1u);
+    ASSERT_NE(load(cache, "a.txt"), nullptr);
+    const file_cache::entry* a = cache.find_raw(fd, "/a.txt");
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->body, "ALPHA, longer");
+  }
+  {
+    // Room for one entry: loading another evicts the last hit.
+    file_cache cache(unsettled(400));
+    ASSERT_NE(load(cache, "b.txt"), nullptr);
+    ASSERT_NE(cache.find_raw(fd, "/b.txt"), nullptr);
+    ASSERT_NE(load(cache, "c.txt"), nullptr);
+    EXPECT_EQ(cache.entries(), 1u);
+    EXPECT_EQ(cache.find_raw(fd, "/b.txt"), nullptr);
+    const file_cache::entry* c = cache.find_raw(fd, "/c.txt");
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c->body, "gamma");
+  }
+}
+
+// The event loop's way: several sessions receive(), then one begin_batch(),
+// then each process()es. Input received before that begin_batch() is
+// answered from a stat made after it — a change made before the batch
+// began is seen by every session — and one stat serves them all.
+TEST_F(FileCache, SessionsReceivingBeforeOneBatchAreAnsweredFromOneFreshStat) {
+  write("page.txt", "version one");
+  file_cache cache(unsettled());
+  server_context context;
+  context.root = root_.get();
+  context.cache = &cache;
+  session s1(context, "c1");
+  session s2(context, "c2");
+  const std::string req = "GET /page.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+  const auto receive = [&req](session& s) {
+    const auto space = s.read_space();
+    std::memcpy(space.data(), req.data(), req.size());
+    s.receive(req.size());
+  };
+  const auto body = [](session& s) {
+    std::string out;
+    while (s.has_output()) {
+      const session::output o = s.next_output();
+      out += o.bytes;
+      s.advance(o.bytes.size());
+    }
+    return out.substr(out.find("\r\n\r\n") + 4);
+  };
+  // First round: loaded into the cache.
+  receive(s1);
+  receive(s2);
+  cache.begin_batch();
+  s1.process();
+  s2.process();
+  EXPECT_EQ(body(s1), "version one");
+  EXPECT_EQ(body(s2), "version one");
+  EXPECT_EQ(cache.entries(), 1u);
+  // Received, then the file changes, then the batch begins: both answers
+  // are the new content.
+  receive(s1);
+  receive(s2);
+  write("page.txt", "version two, longer");
+  cache.begin_batch();
+  s1.process();
+  s2.process();
+  EXPECT_EQ(body(s1), "version two, longer");
+  EXPECT_EQ(body(s2), "version two, longer");
+  // A round without a change: both from memory, on the same entry.
+  const std::uint64_t hits = cache.hits();
+  receive(s1);
+  receive(s2);
+  cache.begin_batch();
+  s1.process();
+  s2.process();
+  EXPECT_EQ(body(s1), "version two, longer");
+  EXPECT_EQ(body(s2), "version two, longer");
+  EXPECT_EQ(cache.hits(), hits + 2);
+}

@@ -352,3 +352,62 @@ TEST(HttpParser, ConditionalFieldsAreNeverMissed) {
   EXPECT_FALSE(p.get().maybe_conditional);  // the fast path knows there is none
   EXPECT_TRUE(p.get().plain_request_line);
 }
+
+// reset() leaves the last request in place (the fast path overwrites every
+// field): whichever path parses the next head, nothing of the previous one
+// may show through — not its query, fields, length or keep-alive.
+TEST(HttpParser, NothingOfThePreviousRequestShowsThroughAfterReset) {
+  const std::string first =
+      "HEAD /a?x=1 HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\nRange: bytes=0-1\r\n"
+      "Content-Length: 5\r\n\r\n";
+  const auto check_second = [](const request& r) {
+    EXPECT_EQ(r.method, "GET");
+    EXPECT_EQ(r.path, "/b");
+    EXPECT_EQ(r.query, "");
+    EXPECT_EQ(r.version_minor, 1);
+    ASSERT_EQ(r.headers.size(), 1u);
+    EXPECT_EQ(r.headers[0].name, "Host");
+    EXPECT_EQ(r.content_length, 0u);
+    EXPECT_TRUE(r.keep_alive);
+    EXPECT_EQ(r.find("Range"), nullptr);
+  };
+  const std::string second = "GET /b HTTP/1.1\r\nHost: h\r\n\r\n";
+
+  // Whole (the fast path), after a whole one.
+  request_parser p;
+  ASSERT_EQ(p.parse(first), parse_status::complete);
+  EXPECT_EQ(p.get().query, "x=1");
+  EXPECT_EQ(p.get().content_length, 5u);
+  EXPECT_TRUE(p.get().maybe_conditional);
+  p.reset();
+  ASSERT_EQ(p.parse(second), parse_status::complete);
+  check_second(p.get());
+  EXPECT_FALSE(p.get().maybe_conditional);
+
+  // In two pieces (the fast path gives up on the first, after the request
+  // line: the general path then parses it all).
+  p.reset();
+  ASSERT_EQ(p.parse(first), parse_status::complete);
+  p.reset();
+  const std::string_view piece = std::string_view(second).substr(0, second.size() - 3);
+  ASSERT_EQ(p.parse(piece), parse_status::need_more);
+  ASSERT_EQ(p.parse(second), parse_status::complete);
+  check_second(p.get());
+  EXPECT_EQ(p.head_size(), second.size());
+
+  // Refused after a request that the fast path took: the error, and the
+  // request carries nothing over.
+  p.reset();
+  ASSERT_EQ(p.parse(first), parse_status::complete);
+  p.reset();
+  ASSERT_EQ(p.parse("GET /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            parse_status::failed);
+  EXPECT_EQ(p.error_status(), 501);
+  EXPECT_EQ(p.get().content_length, 0u);
+  EXPECT_EQ(p.get().query, "");
+  // And after the error, a reset parser parses again.
+  p.reset();
+  EXPECT_EQ(p.error_status(), 0);
+  ASSERT_EQ(p.parse(second), parse_status::complete);
+  check_second(p.get());
+}
