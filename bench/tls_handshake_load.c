@@ -5,6 +5,9 @@
 // HTTPS request, then close. wrk cannot do this: it keeps a client session
 // cache and resumes every reconnect from a ticket, with no option to turn
 // that off; `openssl s_time -new` does full handshakes but one at a time.
+// With -r every connection instead resumes from the newest ticket the server
+// sent (as wrk does), which bench/tls_perf_notes.md uses to count the
+// server's instructions per resumed handshake under callgrind.
 //
 // Every connection gets a new SSL object from a context with
 // SSL_OP_NO_TICKET and SSL_SESS_CACHE_OFF and is never given a session, so
@@ -16,7 +19,11 @@
 // connections in flight: when one finishes (or fails), the next starts.
 //
 // usage: tls_handshake_load -p PORT [-h 127.0.0.1] [-n localhost] [-u /1k.bin]
-//            [-c 50] [-d SECONDS] [-s TLS_AES_128_GCM_SHA256]
+//            [-c 50] [-d SECONDS] [-s TLS_AES_128_GCM_SHA256] [-r] [-N COUNT]
+// -N: start exactly COUNT connections (then wait for them all, -d still the
+// limit), so two runs differ by a known number of handshakes.
+// -r: resume (TLS 1.3 PSK from a ticket); the first connections, made before
+// any ticket arrived, are full handshakes.
 // The certificate chain is not checked (as wrk); TLS 1.3 still makes the
 // client verify the server's CertificateVerify signature. Prints one line of
 // key=value results; exit status 1 when not one request was answered.
@@ -54,6 +61,7 @@ static struct {
 } stats;
 
 static SSL_CTX* ctx;
+static SSL_SESSION* ticket;  // -r: the newest session, set on every new SSL
 static int epfd;
 static struct sockaddr_in target;
 static const char* host_name = "localhost";
@@ -144,6 +152,7 @@ static int step(struct conn* c) {
           return 1;
         }
         SSL_set_tlsext_host_name(c->ssl, host_name);
+        if (ticket != NULL) SSL_set_session(c->ssl, ticket);
         SSL_set_connect_state(c->ssl);
         c->phase = HANDSHAKE;
         continue;
@@ -219,10 +228,20 @@ static int step(struct conn* c) {
   }
 }
 
+// -r: OpenSSL hands every ticket here (a TLS 1.3 ticket comes after the
+// handshake, while the response is read); the newest replaces the last.
+static int keep_ticket(SSL* ssl, SSL_SESSION* session) {
+  (void)ssl;
+  if (!SSL_SESSION_is_resumable(session)) return 0;
+  SSL_SESSION_free(ticket);
+  ticket = session;
+  return 1;  // the reference is ours now
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: tls_handshake_load -p PORT [-h HOST] [-n SERVERNAME] [-u PATH] [-c CONNECTIONS]"
-          " [-d SECONDS] [-s CIPHERSUITES]\n");
+          " [-d SECONDS] [-s CIPHERSUITES] [-r] [-N COUNT]\n");
   exit(2);
 }
 
@@ -232,8 +251,10 @@ int main(int argc, char** argv) {
   const char* suites = NULL;
   int port = 0, connections = 50;
   double duration = 5;
+  int resume = 0;
+  long limit = 0;  // -N: connections to start in all; 0: no limit
   int opt;
-  while ((opt = getopt(argc, argv, "h:p:n:u:c:d:s:")) != -1) {
+  while ((opt = getopt(argc, argv, "h:p:n:u:c:d:s:rN:")) != -1) {
     switch (opt) {
       case 'h':
         host = optarg;
@@ -256,6 +277,13 @@ int main(int argc, char** argv) {
       case 's':
         suites = optarg;
         break;
+      case 'r':
+        resume = 1;
+        break;
+      case 'N':
+        limit = atol(optarg);
+        if (limit <= 0) usage();
+        break;
       default:
         usage();
     }
@@ -275,10 +303,16 @@ int main(int argc, char** argv) {
   ctx = SSL_CTX_new(TLS_client_method());
   if (ctx == NULL) return 1;
   SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
-  // No resumption: no tickets asked for, no client session cache, and no
-  // session is ever set on a new SSL.
-  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (resume) {
+    // Sessions reach keep_ticket() only: no internal cache to look up.
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, keep_ticket);
+  } else {
+    // No resumption: no tickets asked for, no client session cache, and no
+    // session is ever set on a new SSL.
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  }
   if (suites != NULL && SSL_CTX_set_ciphersuites(ctx, suites) != 1) {
     fprintf(stderr, "tls_handshake_load: unknown TLS 1.3 suites: %s\n", suites);
     return 2;
@@ -297,7 +331,7 @@ int main(int argc, char** argv) {
   int active = 0;
   for (int i = 0; i < connections; ++i) {
     conns[i].fd = -1;
-    if (start(&conns[i]) == 0) ++active;
+    if ((limit == 0 || stats.started < limit) && start(&conns[i]) == 0) ++active;
   }
   struct epoll_event events[256];
   // Bounded: the loop ends at the deadline, or when every connection failed
@@ -316,7 +350,7 @@ int main(int argc, char** argv) {
       if (!step(c)) continue;
       finish(c);
       --active;
-      if (now() < deadline && start(c) == 0) ++active;
+      if (now() < deadline && (limit == 0 || stats.started < limit) && start(c) == 0) ++active;
     }
   }
   const double elapsed = now() - t0;
@@ -326,6 +360,7 @@ int main(int argc, char** argv) {
   }
   free(conns);
   close(epfd);
+  SSL_SESSION_free(ticket);
   SSL_CTX_free(ctx);
   printf(
       "seconds=%.3f connections=%d started=%ld handshakes=%ld resumed=%ld responses=%ld ok=%ld "

@@ -539,6 +539,10 @@ class memory_bio {
   std::size_t pending() const noexcept;
   /// True when write_eof() was called and everything was read.
   bool eof() const noexcept;
+  /// pysock's own BIO type (not BIO_s_mem): BIO_read, BIO_write, BIO_gets,
+  /// BIO_puts, BIO_pending, BIO_eof, BIO_reset, BIO_get_mem_data and
+  /// BIO_set_mem_eof_return work as on a mem BIO; BIO_get_mem_ptr gives
+  /// a null BUF_MEM (there is none).
   bio_st* native_handle() const noexcept { return bio_; }
 
  private:

@@ -288,11 +288,10 @@ ssl_st* ssl_connection::native_handle() const noexcept { return state_ ? state_-
 
 // --- memory_bio -------------------------------------------------------------------
 
-memory_bio::memory_bio() : bio_(BIO_new(BIO_s_mem())) {
+memory_bio::memory_bio() : bio_(detail::new_memory_bio()) {
+  // An empty buffer means "no data yet" (retry), not end of file, until
+  // write_eof(): Python's MemoryBIO does the same. That is the BIO's default.
   if (bio_ == nullptr) throw std::bad_alloc();
-  // An empty buffer means "no data yet" (retry), not end of file: Python's
-  // MemoryBIO does the same until write_eof().
-  BIO_set_mem_eof_return(bio_, -1);
 }
 
 memory_bio& memory_bio::operator=(memory_bio&& other) noexcept {
@@ -313,17 +312,14 @@ std::size_t memory_bio::write(const_buffer data) {
                     "cannot write() after write_eof()");
   if (data.size() > static_cast<std::size_t>(INT_MAX))
     throw std::out_of_range("string longer than 2147483647 bytes");
-  if (data.empty()) return 0;
-  const int n = BIO_write(bio_, data.data(), static_cast<int>(data.size()));
-  if (n < 0) detail::throw_from_queue("MemoryBIO.write()", "BIO_write failed");
-  return static_cast<std::size_t>(n);
+  if (!detail::memory_bio_append(bio_, reinterpret_cast<const char*>(data.data()), data.size()))
+    throw std::bad_alloc();
+  return data.size();
 }
 
 std::size_t memory_bio::read_into(mutable_buffer buffer) noexcept {
-  if (bio_ == nullptr || buffer.empty()) return 0;
-  const std::size_t want = std::min(buffer.size(), static_cast<std::size_t>(INT_MAX));
-  const int n = BIO_read(bio_, buffer.data(), static_cast<int>(want));
-  return n > 0 ? static_cast<std::size_t>(n) : 0;
+  if (bio_ == nullptr) return 0;
+  return detail::memory_bio_take(bio_, reinterpret_cast<char*>(buffer.data()), buffer.size());
 }
 
 bytes memory_bio::read(std::size_t n) {
@@ -338,11 +334,11 @@ void memory_bio::write_eof() {
   if (bio_ == nullptr) return;
   eof_written_ = true;
   // An empty buffer now reads as end of file.
-  BIO_set_mem_eof_return(bio_, 0);
+  detail::memory_bio_set_eof_return(bio_, 0);
 }
 
 std::size_t memory_bio::pending() const noexcept {
-  return bio_ == nullptr ? 0 : BIO_ctrl_pending(bio_);
+  return bio_ == nullptr ? 0 : detail::memory_bio_pending(bio_);
 }
 
 bool memory_bio::eof() const noexcept { return eof_written_ && pending() == 0; }
@@ -361,14 +357,62 @@ ssl_object::~ssl_object() = default;
 
 void ssl_object::fail(const char* call) { detail::throw_failure(*state_, call); }
 
+namespace {
+
+using stall_kind = detail::input_stall::kind;
+
+// True when the last call of kind `op` ended in want_read and nothing that
+// OpenSSL could read has arrived since (see detail::input_stall); the
+// failure is then set as that call set it. Any other call forgets the stall.
+bool still_stalled(ssl_connection_state& s, stall_kind op, std::error_code& ec) noexcept {
+  const detail::input_stall& stall = s.stall;
+  if (stall.op != op) {
+    s.stall.op = stall_kind::none;
+    return false;
+  }
+  const BIO* rbio = SSL_get_rbio(s.ssl);
+  // A KeyUpdate or renegotiation asked for through native_handle() is sent
+  // by the next call: that one must reach OpenSSL.
+  if (rbio != stall.bio || detail::memory_bio_generation(rbio) != stall.generation ||
+      SSL_get_state(s.ssl) != stall.state ||
+      SSL_get_key_update_type(s.ssl) != SSL_KEY_UPDATE_NONE ||
+      SSL_renegotiate_pending(s.ssl) != 0) {
+    s.stall.op = stall_kind::none;
+    return false;
+  }
+  s.failure = {};
+  s.failure.ec = ssl_errc::want_read;
+  ec = ssl_errc::want_read;
+  return true;
+}
+
+// Only a stall with the BIO drained counts: OpenSSL then has no input left
+// but a record or handshake message it cannot finish (it processes every
+// whole record before it asks for more, and without SSL_MODE_AUTO_RETRY
+// reports want_read after a non-data record only when its own buffer is
+// empty), so without new bytes its answer cannot change.
+void note_stall(ssl_connection_state& s, stall_kind op, const std::error_code& ec) noexcept {
+  if (ec != ssl_errc::want_read) return;
+  const BIO* rbio = SSL_get_rbio(s.ssl);
+  if (!detail::is_memory_bio(rbio) || detail::memory_bio_pending(rbio) != 0) return;
+  s.stall.op = op;
+  s.stall.bio = rbio;
+  s.stall.generation = detail::memory_bio_generation(rbio);
+  s.stall.state = SSL_get_state(s.ssl);
+}
+
+}  // namespace
+
 void ssl_object::do_handshake(std::error_code& ec) noexcept {
-  ERR_clear_error();
+  if (still_stalled(*state_, stall_kind::handshake, ec)) return;
+  detail::clear_error_queue();
   const int ret = SSL_do_handshake(state_->ssl);
   if (ret == 1) {
     ec.clear();
     return;
   }
   ec = detail::classify(*state_, ret);
+  note_stall(*state_, stall_kind::handshake, ec);
 }
 
 void ssl_object::do_handshake() {
@@ -380,11 +424,13 @@ void ssl_object::do_handshake() {
 std::size_t ssl_object::read_into(mutable_buffer buffer, std::error_code& ec) noexcept {
   ec.clear();
   if (buffer.empty()) return 0;
-  ERR_clear_error();
+  if (still_stalled(*state_, stall_kind::read, ec)) return 0;
+  detail::clear_error_queue();
   std::size_t n = 0;
   const int ret = SSL_read_ex(state_->ssl, buffer.data(), buffer.size(), &n);
   if (ret == 1) return n;
   ec = detail::classify(*state_, ret);
+  note_stall(*state_, stall_kind::read, ec);
   // close_notify received: end of data, as Python's read() returning b"".
   if (ec == ssl_errc::zero_return && (SSL_get_shutdown(state_->ssl) & SSL_RECEIVED_SHUTDOWN) != 0)
     ec.clear();
@@ -406,7 +452,8 @@ bytes ssl_object::read(std::size_t len) {
 
 std::size_t ssl_object::write(const_buffer data, std::error_code& ec) noexcept {
   ec.clear();
-  ERR_clear_error();
+  state_->stall.op = stall_kind::none;
+  detail::clear_error_queue();
   std::size_t n = 0;
   const int ret = SSL_write_ex(state_->ssl, data.data(), data.size(), &n);
   if (ret == 1) return n;
@@ -423,7 +470,8 @@ std::size_t ssl_object::write(const_buffer data) {
 
 void ssl_object::unwrap(std::error_code& ec) noexcept {
   ec.clear();
-  ERR_clear_error();
+  state_->stall.op = stall_kind::none;
+  detail::clear_error_queue();
   // The first call sends close_notify (returns 0 until the peer's arrives);
   // a second one reads the peer's, if it is already in the incoming BIO.
   for (int attempt = 0; attempt < 2; ++attempt) {

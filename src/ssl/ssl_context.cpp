@@ -511,7 +511,7 @@ std::unique_ptr<ssl_connection_state> new_connection(
   state->context = context;
   state->server_side = server_side;
   state->server_hostname = server_hostname;
-  ERR_clear_error();
+  detail::clear_error_queue();
   state->ssl = SSL_new(context->ctx);
   if (state->ssl == nullptr) detail::throw_from_queue(call, "SSL_new failed");
   SSL* ssl = state->ssl;

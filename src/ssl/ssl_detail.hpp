@@ -7,6 +7,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,6 +49,21 @@ struct ssl_failure {
   long verify_code = 0;      // X509_V_OK unless the peer's certificate was refused
 };
 
+// ssl_object: OpenSSL answered want_read to a do_handshake() or a read and
+// its input BIO has not changed since. Asking again gives the same answer,
+// so it is not asked: an event loop that calls after each send and after
+// each wake-up (before receiving) would otherwise pay for a whole
+// SSL_do_handshake or SSL_read each time (error queue, state machine, with
+// SSL_MODE_RELEASE_BUFFERS a 16 KiB read buffer allocated and freed), two
+// of five calls per resumed HTTPS handshake.
+struct input_stall {
+  enum class kind : unsigned char { none, handshake, read };
+  kind op = kind::none;
+  const BIO* bio = nullptr;      // the input BIO then
+  std::uint64_t generation = 0;  // its memory_bio_generation() then
+  OSSL_HANDSHAKE_STATE state{};  // SSL_get_state() then
+};
+
 struct ssl_connection_state {
   SSL* ssl = nullptr;
   std::shared_ptr<ssl_context_state> context;
@@ -56,6 +73,7 @@ struct ssl_connection_state {
   bool do_handshake_on_connect = true;
   socket_io io;
   ssl_failure failure;
+  input_stall stall;
 
   ssl_connection_state() = default;
   ssl_connection_state(const ssl_connection_state&) = delete;
@@ -82,6 +100,32 @@ struct ssl_access {
 
 // The SSL* ex_data slot holding its ssl_connection_state (for the SNI callback).
 int connection_index();
+
+// Empties OpenSSL's per-thread error queue before a call whose failure is read
+// from it. The queue is nearly always empty already (classify() drains it):
+// ERR_clear_error walks and frees all 16 slots (~1,000 instructions, 14
+// times per HTTPS connection), ERR_peek_error only looks at the ends.
+inline void clear_error_queue() noexcept {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
+
+// pysock's MemoryBIO (ssl_memory_bio.cpp): a BIO whose bytes live in one
+// growable buffer, read and written directly by memory_bio and the TLS
+// codecs; OpenSSL reaches the same bytes through BIO_read/BIO_write. The
+// functions below take only BIOs made by new_memory_bio().
+BIO* new_memory_bio() noexcept;
+bool is_memory_bio(const BIO* bio) noexcept;
+// Appends `size` bytes; false when out of memory (nothing appended).
+bool memory_bio_append(BIO* bio, const char* data, std::size_t size) noexcept;
+// Moves up to `size` bytes to `out`; returns the count.
+std::size_t memory_bio_take(BIO* bio, char* out, std::size_t size) noexcept;
+std::size_t memory_bio_pending(const BIO* bio) noexcept;
+// Changes whenever input is appended, the buffer is reset or its end-of-file
+// setting changes: equal values mean OpenSSL would read exactly what it
+// read before.
+std::uint64_t memory_bio_generation(const BIO* bio) noexcept;
+// What a read of the empty buffer gives: -1 "retry later", 0 end of file.
+void memory_bio_set_eof_return(BIO* bio, int value) noexcept;
 
 // Classifies the result of an SSL_* call (ret <= 0) into state.failure and
 // returns its code; drains OpenSSL's error queue.

@@ -219,7 +219,7 @@ std::error_code classify(ssl_connection_state& state, int ret) {
       f.ec = ssl_errc::invalid_error_code;
       break;
   }
-  ERR_clear_error();
+  clear_error_queue();
   return f.ec;
 }
 

@@ -144,7 +144,7 @@ void ssl_socket::arm_io() noexcept {
   state_->io.fd = sock_.fileno();
   state_->io.flags = sock_.gettimeout() ? MSG_DONTWAIT : 0;
   state_->io.last_errno = 0;
-  ERR_clear_error();
+  detail::clear_error_queue();
 }
 
 void ssl_socket::fail(const char* call, const std::error_code& ec) {

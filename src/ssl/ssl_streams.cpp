@@ -79,8 +79,9 @@ class tls_codec final : public detail::stream_codec {
       do got = ::recv(fd, out.data(), out.size(), 0);
       while (got < 0 && errno == EINTR);
       if (got > 0) {
-        if (BIO_write(incoming_.native_handle(), out.data(), static_cast<int>(got)) != got) {
-          ERR_clear_error();
+        if (!detail::memory_bio_append(incoming_.native_handle(),
+                                       reinterpret_cast<const char*>(out.data()),
+                                       static_cast<std::size_t>(got))) {
           ec = std::make_error_code(std::errc::not_enough_memory);
           return fail_system(ec);
         }
