@@ -173,24 +173,21 @@ class file_cache {
   // (through the PLT, then its size dispatch) cost more than the
   // comparison. Up to sixteen bytes: two overlapping loads of the widest
   // word that fits.
+  // n bytes, sizeof(Word) <= n <= 2 * sizeof(Word): the first and the last
+  // word, overlapping in the middle, cover them all.
+  template <class Word>
+  static bool same_ends(const char* a, const char* b, std::size_t n) noexcept {
+    Word a1, a2, b1, b2;
+    std::memcpy(&a1, a, sizeof(Word));
+    std::memcpy(&a2, a + n - sizeof(Word), sizeof(Word));
+    std::memcpy(&b1, b, sizeof(Word));
+    std::memcpy(&b2, b + n - sizeof(Word), sizeof(Word));
+    return ((a1 ^ b1) | (a2 ^ b2)) == 0;
+  }
   static bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
     if (n > 16) return std::memcmp(a, b, n) == 0;
-    if (n >= 8) {
-      std::uint64_t a1, a2, b1, b2;
-      std::memcpy(&a1, a, 8);
-      std::memcpy(&a2, a + n - 8, 8);
-      std::memcpy(&b1, b, 8);
-      std::memcpy(&b2, b + n - 8, 8);
-      return ((a1 ^ b1) | (a2 ^ b2)) == 0;
-    }
-    if (n >= 4) {
-      std::uint32_t a1, a2, b1, b2;
-      std::memcpy(&a1, a, 4);
-      std::memcpy(&a2, a + n - 4, 4);
-      std::memcpy(&b1, b, 4);
-      std::memcpy(&b2, b + n - 4, 4);
-      return ((a1 ^ b1) | (a2 ^ b2)) == 0;
-    }
+    if (n >= 8) return same_ends<std::uint64_t>(a, b, n);
+    if (n >= 4) return same_ends<std::uint32_t>(a, b, n);
     // 0 to 3 bytes: the first, middle and last cover them all.
     return n == 0 || (a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1]);
   }

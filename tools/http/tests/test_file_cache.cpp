@@ -462,3 +462,24 @@ TEST_F(FileCache, SessionsReceivingBeforeOneBatchAreAnsweredFromOneFreshStat) {
   EXPECT_EQ(body(s2), "version two, longer");
   EXPECT_EQ(cache.hits(), hits + 2);
 }
+
+// The inline key comparison reads overlapping words at both ends of a key:
+// names of every length from 1 to 24 bytes that differ from a cached one in
+// a single byte (first, middle or last) must never be taken for it.
+TEST_F(FileCache, KeysDifferingInOneByteAreNeverConfusedAtAnyLength) {
+  const int fd = root_->fd();
+  file_cache cache(unsettled());
+  for (std::size_t length = 1; length <= 24; ++length) {
+    std::string name(length, 'k');
+    write(name, "body " + std::to_string(length));
+    ASSERT_NE(load(cache, name), nullptr) << name;
+    for (const std::size_t at : {std::size_t{0}, length / 2, length - 1}) {
+      std::string other = name;
+      other[at] = 'j';
+      EXPECT_EQ(cache.find_raw(fd, "/" + other), nullptr) << other << " taken for " << name;
+    }
+    const file_cache::entry* hit = cache.find_raw(fd, "/" + name);
+    ASSERT_NE(hit, nullptr) << name;
+    EXPECT_EQ(hit->body, "body " + std::to_string(length));
+  }
+}
