@@ -297,12 +297,21 @@ TEST_F(HttpSession, RequestBodyIsSkippedSoTheNextRequestParses) {
   // like a request and arrive in pieces, are skipped, not parsed.
   feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\nGET /nope HTTP/1.1\r\n");
   EXPECT_EQ(s.responses(), 1u);
-  feed(s, "Host: x\r\n\r\n0123456789");  // the body's last 21 bytes
+  feed(s, "Host: x\r\n\r\n012345678");  // the body's last 20 bytes
   EXPECT_EQ(s.responses(), 1u);
   feed(s, "GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(s.responses(), 2u);
+  EXPECT_FALSE(s.done());
+  // Exactly two answers, both the file: a skipped byte too few or too many
+  // would turn the second into a 400/501 (and close the connection).
   const std::string out = drain(s);
-  EXPECT_EQ(out.find("404"), std::string::npos) << out;
+  std::size_t answers = 0;
+  for (std::size_t at = 0; (at = out.find("HTTP/1.1 ", at)) != std::string::npos; ++at) {
+    EXPECT_EQ(out.compare(at, 16, "HTTP/1.1 200 OK\r"), 0) << out;
+    ++answers;
+  }
+  EXPECT_EQ(answers, 2u) << out;
+  EXPECT_EQ(out.find("Connection: close"), std::string::npos) << out;
 }
 
 TEST_F(HttpSession, HugeRequestBodyIs413) {
