@@ -190,17 +190,23 @@ TEST(datagram, connected_udp_ignores_datagrams_from_other_senders) {
 TEST(datagram, connected_udp_to_a_closed_port_reports_connection_refused_on_recv) {
   // The kernel turns the ICMP port-unreachable into ECONNREFUSED on the
   // connected socket.
-  pysock::address dead;
-  {
-    pysock::socket gone = udp_bound();
-    dead = gone.getsockname();
-  }
+  // The port stays held, so no other socket can take it meanwhile: by a
+  // socket connected elsewhere, which Linux never delivers a datagram from
+  // another source to, so the datagram finds no receiver.
+  pysock::socket elsewhere = udp_bound();
+  pysock::socket holder = udp_bound();
+  holder.connect(elsewhere.getsockname());
+  const pysock::address dead = holder.getsockname();
   pysock::socket a = udp_bound();
   a.connect(dead);
   a.send("anyone?");
   auto e = catch_as<pysock::connection_refused_error>([&] { (void)a.recv(100); });
   ASSERT_TRUE(e);
   EXPECT_EQ(e->code(), std::errc::connection_refused);
+  holder.setblocking(false);
+  std::error_code ec;
+  (void)holder.recv(100, 0, ec);
+  EXPECT_EQ(ec, std::errc::resource_unavailable_try_again) << "the holder received the datagram";
 }
 
 TEST(datagram, send_on_an_unconnected_udp_socket_raises_edestaddrreq) {

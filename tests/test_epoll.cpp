@@ -397,11 +397,13 @@ TEST(epoll, negative_timeout_blocks) {
   [[maybe_unused]] auto& b = a_b_pair.second;
   pysock::epoll ep;
   ep.register_(a, EPOLLIN);
+  // Started before the writer's sleep: the wait then lasts at least that
+  // sleep however late this thread gets the CPU back.
+  stopwatch sw;
   std::thread writer([&b] {
     std::this_thread::sleep_for(100ms);
     b.sendall("x");
   });
-  stopwatch sw;
   const auto events = ep.poll(-1s);
   writer.join();
   ASSERT_EQ(events.size(), 1u);

@@ -593,11 +593,9 @@ TEST_P(loop_io, peer_reset_surfaces_as_connection_reset_error_in_the_coroutine) 
 
 TEST_P(loop_io, sock_connect_to_a_closed_port_raises_connection_refused_error) {
   auto& l = loop();
-  int port = 0;
-  {
-    pysock::socket probe = pysock::create_server({"127.0.0.1", 0});
-    port = probe.getsockname().port();
-  }  // closed: nothing listens there now
+  // Bound, never listening: no other socket can take the port meanwhile.
+  const test_support::refused_port closed;
+  const int port = closed.port;
   auto body = [&]() -> task<void> {
     pysock::socket client(AF_INET, SOCK_STREAM | SOCK_NONBLOCK);
     try {

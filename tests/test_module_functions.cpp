@@ -422,14 +422,25 @@ TEST(module_functions, create_connection_without_timeout_uses_the_default) {
 
 TEST(module_functions, create_connection_binds_the_source_address) {
   pysock::socket listener = make_listener();
+  // A port probed free can be taken by another test's socket before
+  // create_connection binds it (EADDRINUSE): then probe another, a few times.
   int source_port = 0;
-  {
-    pysock::socket probe;
-    probe.bind({"127.0.0.1", 0});
-    source_port = probe.getsockname().port();
+  std::optional<pysock::socket> connected;
+  for (int attempt = 0; attempt < 5 && !connected; ++attempt) {
+    {
+      pysock::socket probe;
+      probe.bind({"127.0.0.1", 0});
+      source_port = probe.getsockname().port();
+    }
+    try {
+      connected.emplace(pysock::create_connection(
+          listener.getsockname(), {.timeout = {}, .source_address = {"127.0.0.1", source_port}}));
+    } catch (const pysock::os_error& e) {
+      if (e.code() != std::errc::address_in_use) throw;
+    }
   }
-  pysock::socket s = pysock::create_connection(
-      listener.getsockname(), {.timeout = {}, .source_address = {"127.0.0.1", source_port}});
+  ASSERT_TRUE(connected) << "every probed source port was taken before it could be bound";
+  pysock::socket& s = *connected;
   EXPECT_EQ(s.getsockname(), (pysock::address{"127.0.0.1", source_port}));
   auto accepted = listener.accept();
   EXPECT_EQ(accepted.second.port(), source_port);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <string>
@@ -33,6 +35,18 @@ namespace {
 using test_support::alarm_storm;
 using test_support::cpu_seconds;
 using test_support::stopwatch;
+
+// Whether thread `tid` of this process is blocked in poll(2) or ppoll(2) now,
+// from the system call number the kernel shows for a sleeping thread.
+bool blocked_in_poll(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/syscall");
+  long number = -1;
+  if (!(f >> number)) return false;  // "running": not in a system call
+#ifdef SYS_poll
+  if (number == SYS_poll) return true;
+#endif
+  return number == SYS_ppoll;
+}
 
 void block_sigalrm_in_this_thread() {
   sigset_t set;
@@ -200,11 +214,13 @@ TEST(poll, none_and_negative_timeouts_block) {
       [&] { return p.poll(-100us); },
   };
   for (const auto& call : calls) {
+    // Started before the writer's sleep: the wait then lasts at least that
+    // sleep however late this thread gets the CPU back.
+    stopwatch sw;
     std::thread writer([&b] {
       std::this_thread::sleep_for(100ms);
       b.sendall("x");
     });
-    stopwatch sw;
     const auto ready = call();
     writer.join();
     ASSERT_EQ(ready.size(), 1u);
@@ -220,14 +236,25 @@ TEST(poll, concurrent_poll_is_runtime_error) {
   [[maybe_unused]] auto& b = a_b_pair.second;
   auto p = pysock::poll();
   p.register_(a, POLLIN);
-  std::atomic<bool> started{false};
+  std::atomic<pid_t> waiter_tid{0};
   std::size_t got = 0;
   std::thread waiter([&] {
-    started = true;
+    waiter_tid = ::gettid();
     got = p.poll(10'000).size();
   });
-  while (!started) std::this_thread::sleep_for(1ms);
-  std::this_thread::sleep_for(100ms);  // let the waiter enter poll(2)
+  // Not a fixed sleep: on a loaded machine the waiter may not be in poll()
+  // yet, and then the waiter, not this call, would be the concurrent one.
+  bool waiting = false;
+  for (int i = 0; i < 10'000 && !waiting; ++i) {
+    const pid_t tid = waiter_tid.load();
+    waiting = tid != 0 && blocked_in_poll(tid);
+    if (!waiting) std::this_thread::sleep_for(1ms);
+  }
+  if (!waiting) {
+    b.sendall("wake");
+    waiter.join();
+    FAIL() << "the waiter never blocked in poll(2) (or /proc/self/task/*/syscall is unreadable)";
+  }
   try {
     p.poll(0);
     ADD_FAILURE() << "no exception";

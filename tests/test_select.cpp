@@ -226,11 +226,13 @@ TEST(select, blocks_without_timeout_until_ready) {
   auto a_b_pair = pysock::socketpair();
   [[maybe_unused]] auto& a = a_b_pair.first;
   [[maybe_unused]] auto& b = a_b_pair.second;
+  // Started before the writer's sleep: the wait then lasts at least that
+  // sleep however late this thread gets the CPU back.
+  stopwatch sw;
   std::thread writer([&b] {
     std::this_thread::sleep_for(100ms);
     b.sendall("late");
   });
-  stopwatch sw;
   auto res = pysock::select({&a}, {}, {});
   writer.join();
   ASSERT_EQ(res.r.size(), 1u);

@@ -20,6 +20,7 @@
 
 #include "interop/ssl_support.hpp"
 #include "pysock/ssl.hpp"
+#include "support/checks.hpp"
 
 namespace {
 
@@ -221,13 +222,6 @@ TEST_F(ssl_auth_test, cert_optional_accepts_clients_with_and_without_a_certifica
   }
 }
 
-// A free port on 127.0.0.1 for programs that cannot report theirs.
-int free_port() {
-  pysock::socket probe;
-  probe.bind({"127.0.0.1", 0});
-  return probe.getsockname().port();
-}
-
 TEST_F(ssl_auth_test, openssl_s_client_with_a_certificate_against_a_pysock_server) {
   pysock::socket listener = pysock::create_server({"127.0.0.1", 0});
   listener.settimeout(20s);
@@ -271,16 +265,16 @@ TEST_F(ssl_auth_test, openssl_s_client_with_a_certificate_against_a_pysock_serve
 TEST_F(ssl_auth_test, pysock_client_with_a_certificate_against_openssl_s_server_verify) {
   for (const bool with_certificate : {true, false}) {
     SCOPED_TRACE(with_certificate ? "with a certificate" : "without one");
-    const int port = free_port();
-    ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port),
-                            "-cert", certs.pem("localhost"), "-key", certs.key("localhost"),
-                            "-CAfile", certs.pem("ca"), "-Verify", "1", "-verify_return_error",
-                            "-naccept", "1", "-rev"});
+    ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                            certs.pem("localhost"), "-key", certs.key("localhost"), "-CAfile",
+                            certs.pem("ca"), "-Verify", "1", "-verify_return_error", "-naccept",
+                            "1", "-rev"});
     ASSERT_TRUE(server.started());
-    ASSERT_TRUE(server.read_until("ACCEPT")) << server.output();
+    const std::optional<int> port = ssl_test::s_server_port(server);
+    ASSERT_TRUE(port) << server.output();
     pysock::ssl_context ctx = client_context();
     if (with_certificate) ctx.load_cert_chain(certs.pem("client"), certs.key("client"));
-    pysock::ssl_socket tls = connect_tls(ctx, port);
+    pysock::ssl_socket tls = connect_tls(ctx, *port);
     tls.sendall("abc\n");
     if (with_certificate) {
       EXPECT_EQ(tls.recv(100), "cba\n") << "s_server -rev answers reversed lines";
@@ -591,37 +585,38 @@ TEST_F(ssl_auth_test, wrapped_listener_accepts_handshaken_connections_and_surviv
 }
 
 TEST_F(ssl_auth_test, client_wrapped_before_connect_handshakes_in_connect) {
-  const int port = free_port();
-  ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port),
-                          "-cert", certs.pem("localhost"), "-key", certs.key("localhost"),
-                          "-naccept", "1", "-rev"});
+  ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                          certs.pem("localhost"), "-key", certs.key("localhost"), "-naccept", "1",
+                          "-rev"});
   ASSERT_TRUE(server.started());
-  ASSERT_TRUE(server.read_until("ACCEPT")) << server.output();
+  const std::optional<int> port = ssl_test::s_server_port(server);
+  ASSERT_TRUE(port) << server.output();
   pysock::socket sock(AF_INET, SOCK_STREAM);
   sock.settimeout(20s);
   pysock::ssl_socket tls = client_context().wrap_socket(std::move(sock), false, "localhost");
   EXPECT_FALSE(tls.version()) << "no handshake before connect()";
-  tls.connect({"127.0.0.1", port});
+  tls.connect({"127.0.0.1", *port});
   EXPECT_EQ(tls.version(), "TLSv1.3") << "connect() ran the handshake";
   ASSERT_TRUE(tls.getpeercert());
   EXPECT_EQ(tls.getpeercert()->subject_attribute("commonName"), "localhost");
-  EXPECT_THROW(tls.connect({"127.0.0.1", port}), std::invalid_argument);
+  EXPECT_THROW(tls.connect({"127.0.0.1", *port}), std::invalid_argument);
   tls.sendall("xyz\n");
   EXPECT_EQ(tls.recv(100), "zyx\n");
 
   // do_handshake_on_connect = false: connect() only connects.
-  const int port2 = free_port();
-  ssl_test::child server2({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port2),
-                           "-cert", certs.pem("localhost"), "-key", certs.key("localhost"),
-                           "-naccept", "1", "-rev"});
-  ASSERT_TRUE(server2.read_until("ACCEPT")) << server2.output();
+  ssl_test::child server2({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                           certs.pem("localhost"), "-key", certs.key("localhost"), "-naccept", "1",
+                           "-rev"});
+  ASSERT_TRUE(server2.started());
+  const std::optional<int> port2 = ssl_test::s_server_port(server2);
+  ASSERT_TRUE(port2) << server2.output();
   pysock::socket sock2(AF_INET, SOCK_STREAM);
   sock2.settimeout(20s);
   pysock::wrap_options lazy;
   lazy.do_handshake_on_connect = false;
   pysock::ssl_socket tls2 =
       client_context().wrap_socket(std::move(sock2), false, "localhost", lazy);
-  tls2.connect({"127.0.0.1", port2});
+  tls2.connect({"127.0.0.1", *port2});
   EXPECT_FALSE(tls2.version());
   tls2.do_handshake();
   EXPECT_EQ(tls2.version(), "TLSv1.3");
@@ -652,7 +647,8 @@ TEST_F(ssl_auth_test, connect_to_a_plaintext_server_fails_in_connect) {
   pysock::socket sock2(AF_INET, SOCK_STREAM);
   sock2.settimeout(20s);
   pysock::ssl_socket tls2 = client_context().wrap_socket(std::move(sock2), false, "localhost");
-  EXPECT_THROW(tls2.connect({"127.0.0.1", free_port()}), pysock::connection_refused_error);
+  const test_support::refused_port nobody;
+  EXPECT_THROW(tls2.connect({"127.0.0.1", nobody.port}), pysock::connection_refused_error);
 }
 
 }  // namespace

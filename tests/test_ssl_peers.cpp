@@ -44,24 +44,17 @@ class ssl_peer_test : public ::testing::Test {
   ssl_test::cert_dir certs;
 };
 
-// A free port on 127.0.0.1 for programs that cannot report theirs.
-int free_port() {
-  pysock::socket probe;
-  probe.bind({"127.0.0.1", 0});
-  return probe.getsockname().port();
-}
-
 TEST_F(ssl_peer_test, pysock_client_fetches_the_status_page_of_openssl_s_server) {
-  const int port = free_port();
-  ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port),
-                          "-cert", certs.pem("localhost"), "-key", certs.key("localhost"), "-www",
+  ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                          certs.pem("localhost"), "-key", certs.key("localhost"), "-www",
                           "-naccept", "1", "-alpn", "http/1.1"});
   ASSERT_TRUE(server.started());
-  ASSERT_TRUE(server.read_until("ACCEPT")) << server.output();
+  const std::optional<int> port = ssl_test::s_server_port(server);
+  ASSERT_TRUE(port) << server.output();
   pysock::ssl_context ctx = client_context();
   ctx.set_alpn_protocols({"http/1.1"});
   pysock::ssl_socket tls =
-      ctx.wrap_socket(pysock::create_connection({"127.0.0.1", port}, pysock::timeout_type(20s)),
+      ctx.wrap_socket(pysock::create_connection({"127.0.0.1", *port}, pysock::timeout_type(20s)),
                       false, "localhost");
   EXPECT_EQ(tls.selected_alpn_protocol(), "http/1.1");
   tls.sendall("GET / HTTP/1.0\r\n\r\n");

@@ -79,12 +79,6 @@ INSTANTIATE_TEST_SUITE_P(backends, ssl_streams,
                            return std::string(pysock::to_string(param_info.param));
                          });
 
-int free_port() {
-  pysock::socket probe;
-  probe.bind({"127.0.0.1", 0});
-  return probe.getsockname().port();
-}
-
 // Waits on a thread (bounded) until `flag` is set by the loop side.
 bool wait_flag(const std::atomic<bool>& flag, std::chrono::seconds limit = 20s) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
@@ -241,11 +235,12 @@ TEST_P(ssl_streams, the_server_sends_close_notify_and_the_client_reads_eof) {
 }
 
 TEST_P(ssl_streams, open_connection_with_ssl_talks_to_openssl_s_server) {
-  const int port = free_port();
-  ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:" + std::to_string(port),
-                          "-cert", certs.pem("localhost"), "-key", certs.key("localhost"), "-rev"});
+  ssl_test::child server({"openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
+                          certs.pem("localhost"), "-key", certs.key("localhost"), "-rev"});
   ASSERT_TRUE(server.started());
-  ASSERT_TRUE(server.read_until("ACCEPT")) << server.output();
+  const std::optional<int> accepting = ssl_test::s_server_port(server);
+  ASSERT_TRUE(accepting) << server.output();
+  const int port = *accepting;
   auto body = [this, port]() -> task<void> {
     auto [reader, writer] =
         co_await pysock::open_connection("127.0.0.1", port, client_context(), "localhost");

@@ -370,11 +370,9 @@ TEST_P(streams, close_clients_cancels_running_handlers_and_wait_closed_returns) 
 }
 
 TEST_P(streams, open_connection_to_a_closed_port_raises_connection_refused_error) {
-  int port = 0;
-  {
-    pysock::socket probe = pysock::create_server({"127.0.0.1", 0});
-    port = probe.getsockname().port();
-  }
+  // Bound, never listening: no other socket can take the port meanwhile.
+  const test_support::refused_port closed;
+  const int port = closed.port;
   auto body = [port]() -> task<void> {
     EXPECT_THROW(co_await pysock::open_connection("127.0.0.1", port),
                  pysock::connection_refused_error);

@@ -372,9 +372,11 @@ def case_pipelining(binary, _curl=None):
 def case_slowloris(binary, _curl=None):
     srv = Server(binary, "--header-timeout", "1")
     try:
+        # Timed from before the connect: the server's clock starts after it,
+        # so a client descheduled in between cannot make the drop look early.
+        started = time.monotonic()
         slow = srv.connect()
         slow.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        started = time.monotonic()
         # Meanwhile other clients are served.
         status, _, body, _ = raw_exchange(srv, b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         expect(status == 200 and body == srv.small, "a normal client while one stalls")

@@ -192,4 +192,14 @@ class child {
   std::string output_;
 };
 
+// The port of an `openssl s_server -accept 127.0.0.1:0` child, from the
+// "ACCEPT 127.0.0.1:PORT" line it prints once it listens. Port 0 lets the
+// kernel pick: a port probed free and handed over could be taken by any
+// other test's socket before s_server binds it.
+inline std::optional<int> s_server_port(child& server) {
+  const std::optional<int> port = server.number_after("ACCEPT 127.0.0.1:");
+  if (port && (*port <= 0 || *port > 65535)) return std::nullopt;
+  return port;
+}
+
 }  // namespace ssl_test

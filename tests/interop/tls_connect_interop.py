@@ -13,8 +13,9 @@
 #     wrong-name  --servername other.example: a hostname mismatch, exit 1
 #     no-verify   --no-verify talks to the same server without the CA
 import os
+import re
+import select
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,27 +30,32 @@ def fail(message):
     sys.exit(1)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_s_server(certs, port):
+def start_s_server(certs):
+    # Port 0: the kernel picks, and s_server names it in its "ACCEPT
+    # 127.0.0.1:PORT" line once it listens. (A port probed free and handed
+    # over could be taken by another test's socket first, and a connect
+    # probe to a port nobody listens on yet can even connect to itself.)
     server = subprocess.Popen(
-        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-cert",
+        ["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
          os.path.join(certs, "localhost.pem"), "-key", os.path.join(certs, "localhost.key"),
          "-rev"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 10
+    seen = b""
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server
-        except OSError:
-            time.sleep(0.05)
+        ready, _, _ = select.select([server.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(server.stdout.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+        match = re.search(rb"^ACCEPT 127\.0\.0\.1:(\d+)\r?\n", seen, re.M)
+        if match:
+            return server, int(match.group(1))
     server.kill()
-    fail("openssl s_server did not start listening")
+    server.wait()
+    fail(f"openssl s_server did not report a listening port: {seen!r}")
 
 
 def run_client(pysock, args, stdin):
@@ -67,11 +73,8 @@ def main():
         subprocess.run(["sh", os.path.join(HERE, "ssl_make_certs.sh"), certs], check=True,
                        capture_output=True, timeout=60)
         ca = os.path.join(certs, "ca.pem")
-        port = free_port()
-        server = start_s_server(certs, port)
+        server, port = start_s_server(certs)
         try:
-            # The readiness probe above was one (plain) connection s_server
-            # dropped; the client's is the next.
             if case == "echo":
                 r = run_client(pysock, ["--cafile", ca, "--servername", "localhost",
                                         "127.0.0.1", str(port)], b"hello over tls\nline two\n")
