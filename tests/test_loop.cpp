@@ -778,6 +778,96 @@ TEST_P(loop_io, a_short_read_waits_for_the_next_bytes_and_a_full_read_takes_what
   EXPECT_EQ(run_bounded(l, body()), "0123456789abcdefgh");
 }
 
+// A bulk transfer over TCP arrives a segment at a time, so receives into a
+// 64 KiB buffer come back full or large but short, taking the receive paths
+// in turn (on io_uring: a request completing with part of the buffer, a
+// plain recv() after a full one, provided buffers for sock_recv): every byte
+// still arrives in order, for sock_recv_into and sock_recv alike, and small
+// messages afterwards are each received whole.
+TEST_P(loop_io, a_bulk_stream_in_large_short_receives_then_small_messages_arrive_intact) {
+  auto& l = loop();
+  pysock::socket listener(AF_INET, SOCK_STREAM);
+  listener.bind({"127.0.0.1", 0});
+  listener.listen();
+  pysock::socket writer = pysock::create_connection({"127.0.0.1", listener.getsockname().port()});
+  auto accepted = listener.accept();
+  pysock::socket& reader = accepted.first;
+  reader.setblocking(false);
+  constexpr std::size_t total = 8u << 20;
+  const auto byte_at = [](std::size_t i) { return static_cast<char>((i * 7 + i / 4093) % 251); };
+  // A plain thread writes in uneven pieces (blocking socket), then ten
+  // small messages, each after the loop has echoed the previous one's size.
+  std::thread peer([&] {
+    std::string piece;
+    std::size_t sent = 0;
+    for (std::size_t k = 0; sent < total; ++k) {
+      const std::size_t n = std::min<std::size_t>(total - sent, 9000 + (k * 7919) % 60000);
+      piece.resize(n);
+      for (std::size_t i = 0; i < n; ++i) piece[i] = byte_at(sent + i);
+      writer.sendall(piece);
+      sent += n;
+      // Paced, so that most receives find one piece queued, not many.
+      if (k % 4 != 3) std::this_thread::sleep_for(100us);
+    }
+    char ack[8];
+    for (int m = 0; m < 10; ++m) {
+      if (writer.recv_into(pysock::mutable_buffer(ack, 1)) != 1) return;
+      writer.sendall("small-" + std::to_string(m));
+    }
+    writer.shutdown(SHUT_WR);
+  });
+  auto body = [&]() -> task<std::vector<std::string>> {
+    std::vector<char> buf(64 * 1024);
+    std::size_t got = 0;
+    std::size_t mismatches = 0;
+    bool use_recv = false;
+    while (got < total) {
+      std::size_t n;
+      if (use_recv) {
+        const pysock::bytes data = co_await l.sock_recv(reader, std::min(buf.size(), total - got));
+        n = data.size();
+        std::copy(data.begin(), data.end(), buf.begin());
+      } else {
+        n = co_await l.sock_recv_into(
+            reader, pysock::mutable_buffer(buf.data(), std::min(buf.size(), total - got)));
+      }
+      if (n == 0) break;
+      for (std::size_t i = 0; i < n; ++i) mismatches += buf[i] != byte_at(got + i);
+      got += n;
+      use_recv = !use_recv && got > total / 2;  // the second half alternates the two calls
+    }
+    EXPECT_EQ(got, total);
+    EXPECT_EQ(mismatches, 0u);
+    std::vector<std::string> smalls;
+    for (int m = 0; m < 10; ++m) {
+      co_await l.sock_sendall(reader, "k");
+      const std::string expected = "small-" + std::to_string(m);
+      std::string message;
+      while (message.size() < expected.size()) {
+        const pysock::bytes part = co_await l.sock_recv(reader, 64 * 1024);
+        if (part.empty()) co_return smalls;
+        message += part;
+      }
+      smalls.push_back(message);
+    }
+    const pysock::bytes end = co_await l.sock_recv(reader, 64 * 1024);
+    EXPECT_TRUE(end.empty()) << "after the peer's shutdown the receive is EOF";
+    co_return smalls;
+  };
+  std::vector<std::string> smalls;
+  try {
+    smalls = run_bounded(l, body(), 30s);
+  } catch (...) {
+    reader.close();  // unblocks the peer thread before it is joined
+    peer.join();
+    throw;
+  }
+  peer.join();
+  ASSERT_EQ(smalls.size(), 10u);
+  for (int m = 0; m < 10; ++m)
+    EXPECT_EQ(smalls[static_cast<std::size_t>(m)], "small-" + std::to_string(m));
+}
+
 TEST_P(loop_io, a_detached_descriptor_closed_behind_the_loops_back_is_not_trusted_again) {
   auto& l = loop();
   auto body = [&]() -> task<void> {
