@@ -355,10 +355,10 @@ void event_loop::dispatch(int fd, std::uint32_t events) {
   if (index >= fds_.size()) return;
   {
     detail::fd_entry& e = fds_[index];
-    if (e.edge) {
+    if (e.edge || e.attached) {  // both edge-triggered: see fd_entry::maybe_readable
       if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0) e.maybe_readable = true;
       if ((events & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) != 0) e.hung_up = true;
-    } else if (!e.attached && !e.persistent) {
+    } else if (!e.persistent) {
       e.armed = false;  // a one-shot registration fired
     }
   }
@@ -478,6 +478,7 @@ void event_loop::attach(int fd) {
   e.persistent = false;
   e.edge = false;  // a sock_* registration kept from before is the stream's now
   e.maybe_readable = true;
+  e.hung_up = false;
   e.registered = flags;
 }
 

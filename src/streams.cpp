@@ -217,6 +217,14 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   }
   std::size_t pending_write() const noexcept { return wbuf.size() - wbeg; }
 
+  // A plain stream whose last receive came back short, with no EPOLLIN edge
+  // since: a receive would say EAGAIN, so the fill waits without trying. A
+  // codec (TLS) is always asked: it may have work without the socket
+  // (buffered records, a handshake to start).
+  bool skip_receive() const noexcept {
+    return codec == nullptr && !closed && !eof && !read_error && loop->read_drained(fd);
+  }
+
   // One receive into the buffer. True when done: data, EOF or an error.
   bool fill_once() noexcept {
     if (eof || read_error) return true;
@@ -235,6 +243,10 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
     do n = ::recv(fd, rbuf + rend, rcap - rend, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
+      // Less than there was room for: the queue is empty now, and the
+      // edge-triggered registration reports what comes next (the next
+      // fill then waits without trying: see event_loop::read_drained).
+      if (static_cast<std::size_t>(n) < rcap - rend) loop->note_short_read(fd);
       rend += static_cast<std::size_t>(n);
       return true;
     }
@@ -441,6 +453,12 @@ void stream_flush_done(io_op* op) noexcept {
 
 namespace {
 
+// Python's RuntimeError from StreamReader._wait_for_data().
+[[noreturn]] void throw_second_reader() {
+  throw std::runtime_error(
+      "read() called while another coroutine is already waiting for incoming data");
+}
+
 // co_await fill{t}: makes at least one receive attempt; waits for readiness
 // only if the kernel has nothing now.
 struct fill_awaiter {
@@ -451,12 +469,16 @@ struct fill_awaiter {
   fill_awaiter(const fill_awaiter&) = delete;
   fill_awaiter& operator=(const fill_awaiter&) = delete;
   ~fill_awaiter() {
-    if (t->fill.waiting) t->loop->abandon_io(&t->fill);
+    // Only this awaiter's own wait: a second reader refused in await_ready()
+    // must not withdraw the first one's.
+    if (suspended && t->fill.waiting) t->loop->abandon_io(&t->fill);
   }
-  bool await_ready() noexcept {
+  bool await_ready() {
+    if (t->fill.waiting) throw_second_reader();
     t->fill.handle = {};
     t->fill.cancelled = false;
     t->fill.ec.clear();
+    if (t->skip_receive()) return false;
     return t->fill_once();
   }
   bool await_suspend(std::coroutine_handle<> h) {
@@ -512,6 +534,13 @@ bool start_close_wait(const std::shared_ptr<stream_transport>& t) noexcept {
   } catch (const std::exception&) {
     return false;  // no memory for the wait: close at once
   }
+}
+
+namespace {}  // namespace
+
+stream_transport& checked(const std::shared_ptr<stream_transport>& t) {
+  if (!t) throw std::invalid_argument("stream_writer: empty writer");
+  return *t;
 }
 
 namespace {
@@ -590,18 +619,6 @@ task<bytes> do_readline(std::shared_ptr<stream_transport> t) {
   }
 }
 
-task<std::size_t> do_read_into(std::shared_ptr<stream_transport> t, mutable_buffer buffer) {
-  check_reader(t);
-  if (buffer.empty()) co_return 0;
-  if (t->available() == 0 && !t->eof) co_await fill_awaiter(t.get());
-  const std::size_t n = std::min(t->available(), buffer.size());
-  if (n > 0) {
-    std::memcpy(buffer.data(), t->rbuf + t->rbeg, n);
-    t->consume(n);
-  }
-  co_return n;
-}
-
 task<void> do_drain(std::shared_ptr<stream_transport> t) {
   while (!t->write_error && !t->closed && t->pending_write() > t->high_water) {
     t->drained.clear();
@@ -667,32 +684,116 @@ limit_overrun_error::limit_overrun_error(const std::string& message, std::size_t
 // Reader and writer
 // ---------------------------------------------------------------------------
 
-task<bytes> stream_reader::read(std::ptrdiff_t n) { return detail::do_read(t_, n); }
+// --- frame-less waits (stream_fill_wait, read, read_into, drain) ------------
+
+namespace detail {
+
+stream_fill_wait::~stream_fill_wait() {
+  if (suspended_ && t_->fill.waiting) t_->loop->abandon_io(&t_->fill);
+}
+
+bool stream_fill_wait::await_ready() {
+  check_reader(t_);
+  stream_transport& t = *t_;
+  if (!wanted_ || t.available() > 0 || t.eof) return true;
+  // The fill registration is the stream's one read wait: a second reader
+  // must not touch it while the first waits in it.
+  if (t.fill.waiting) throw_second_reader();
+  // As fill_awaiter: one receive now, a wait only if the kernel has nothing.
+  received_ = true;
+  t.fill.handle = {};
+  t.fill.cancelled = false;
+  t.fill.ec.clear();
+  if (t.skip_receive()) return false;
+  return t.fill_once();
+}
+
+bool stream_fill_wait::await_suspend(std::coroutine_handle<> h) {
+  suspended_ = t_->loop->suspend_io(&t_->fill, h);
+  return suspended_;
+}
+
+void stream_fill_wait::finish_wait() {
+  if (!received_) return;
+  stream_transport& t = *t_;
+  if (t.fill.handle) t.loop->resumed(t.fill.owner, &t.fill);
+  suspended_ = false;  // the wait is over: nothing to withdraw any more
+  if (t.fill.cancelled) throw cancelled_error();
+  if (t.fill.ec) throw_os_error(t.fill.ec, "stream read(fd " + std::to_string(t.fd) + ")");
+  if (t.read_error) throw_os_error(t.read_error, "stream read(fd " + std::to_string(t.fd) + ")");
+}
+
+std::size_t stream_fill_wait::copy_out(mutable_buffer buffer) noexcept {
+  stream_transport& t = *t_;
+  const std::size_t n = std::min(t.available(), buffer.size());
+  if (n > 0) {
+    std::memcpy(buffer.data(), t.rbuf + t.rbeg, n);
+    t.consume(n);
+  }
+  return n;
+}
+
+bytes stream_fill_wait::take_up_to(std::size_t n) {
+  stream_transport& t = *t_;
+  return t.take(std::min(t.available(), n));
+}
+
+}  // namespace detail
+
+stream_reader::read_awaiter::read_awaiter(std::shared_ptr<detail::stream_transport> t,
+                                          std::ptrdiff_t n)
+    : stream_fill_wait(std::move(t), n != 0), n_(n) {}
+
+bool stream_reader::read_awaiter::await_ready() {
+  if (n_ >= 0) return stream_fill_wait::await_ready();
+  return all_.start(detail::do_read(t_, n_));
+}
+
+bool stream_reader::read_awaiter::await_suspend(std::coroutine_handle<> h) {
+  if (all_.started()) return all_.await_suspend(h);
+  return stream_fill_wait::await_suspend(h);
+}
+
+bytes stream_reader::read_awaiter::await_resume() {
+  if (all_.started()) return all_.await_resume();
+  finish_wait();
+  return take_up_to(static_cast<std::size_t>(n_));
+}
+
+bool stream_writer::drain_awaiter::await_ready() {
+  const detail::stream_transport& t = detail::checked(t_);
+  if (t.write_error || t.closed || t.pending_write() <= t.high_water) return true;
+  return wait_.start(detail::do_drain(t_));
+}
+
+bool stream_writer::drain_awaiter::await_suspend(std::coroutine_handle<> h) {
+  return wait_.await_suspend(h);
+}
+
+void stream_writer::drain_awaiter::await_resume() {
+  if (wait_.started()) return wait_.await_resume();
+  const detail::stream_transport& t = *t_;
+  if (t.write_error) throw_os_error(t.write_error, "drain(fd " + std::to_string(t.fd) + ")");
+}
+
+stream_reader::read_awaiter stream_reader::read(std::ptrdiff_t n) { return {t_, n}; }
 task<bytes> stream_reader::readexactly(std::size_t n) { return detail::do_readexactly(t_, n); }
 task<bytes> stream_reader::readline() { return detail::do_readline(t_); }
 task<bytes> stream_reader::readuntil(std::string separator) {
   return detail::do_readuntil(t_, std::move(separator));
 }
-task<std::size_t> stream_reader::read_into(mutable_buffer buffer) {
-  return detail::do_read_into(t_, buffer);
+stream_reader::read_into_awaiter stream_reader::read_into(mutable_buffer buffer) {
+  return {t_, buffer};
 }
 bool stream_reader::at_eof() const noexcept { return t_ && t_->eof && t_->available() == 0; }
 
-namespace {
-detail::stream_transport& checked(const std::shared_ptr<detail::stream_transport>& t) {
-  if (!t) throw std::invalid_argument("stream_writer: empty writer");
-  return *t;
-}
-}  // namespace
+using detail::checked;
 
 void stream_writer::write(const_buffer data) { checked(t_).write(data); }
 void stream_writer::writelines(const std::vector<bytes>& lines) {
   for (const bytes& line : lines) write(line);
 }
-task<void> stream_writer::drain() {
-  checked(t_);
-  return detail::do_drain(t_);
-}
+stream_writer::drain_awaiter stream_writer::drain() { return drain_awaiter(t_); }
 void stream_writer::write_eof() {
   auto& t = checked(t_);
   if (t.codec != nullptr) throw std::logic_error("write_eof(): TLS streams cannot half-close");

@@ -210,8 +210,9 @@ struct fd_entry {
   std::uint64_t epoch = 0;       // descriptor_release_epoch when `edge` was registered
   std::uint32_t registered = 0;  // the events last given to epoll_ctl
   bool edge = false;             // sock_*: edge-triggered, kept between waits
-  // edge: data may be queued (an event came, or nothing is known); false after
-  // a short read of a stream socket, until the next EPOLLIN edge. io_uring:
+  // edge or attached (both edge-triggered): data may be queued (an event
+  // came, or nothing is known); false after a short read of a stream socket,
+  // until the next EPOLLIN edge. io_uring:
   // the last receive on the stream filled its buffer, so more is queued.
   bool maybe_readable = true;
   // edge: the peer has shut down or the socket has an error. A short read
@@ -343,6 +344,10 @@ class event_loop {
   /// ("Event loop stopped before the task completed.").
   template <class T>
   T run_until_complete(task<T> t);
+  template <detail::task_convertible A>
+  typename A::result_type run_until_complete(A a) {
+    return run_until_complete(std::move(a).to_task());
+  }
   /// The same for a task already created with create_task().
   template <class T>
   T run_until_complete(task_handle<T>& h);
@@ -401,6 +406,11 @@ class event_loop {
   /// alive until it finishes even if every handle is dropped.
   template <class T>
   task_handle<T> create_task(task<T> t);
+  /// The same for a stream's frame-less wait (reader.read(), drain()...).
+  template <detail::task_convertible A>
+  task_handle<typename A::result_type> create_task(A a) {
+    return create_task(std::move(a).to_task());
+  }
 
   /// Python's run_in_executor(None, fn): `co_await loop.run_in_thread(fn)`
   /// runs `fn` on a new thread (all signals blocked) and resumes the awaiting
@@ -474,8 +484,10 @@ class event_loop {
     if (ring_ == nullptr && i < fds_.size() && (owner == nullptr || !owner->must_cancel)) {
       detail::fd_entry& e = fds_[i];
       detail::io_op*& slot = op->write ? e.writer : e.reader;
-      if (e.edge && slot == nullptr &&
-          e.epoch == detail::descriptor_release_epoch.load(std::memory_order_relaxed)) {
+      // A stream's (attached) registration is always in place as well.
+      if (slot == nullptr &&
+          (e.attached || (e.edge && e.epoch == detail::descriptor_release_epoch.load(
+                                                   std::memory_order_relaxed)))) {
         op->cancel_fn = &event_loop::epoll_cancel;
         slot = op;
         op->waiting = true;
@@ -498,8 +510,9 @@ class event_loop {
     const auto i = static_cast<std::size_t>(fd);
     if (i >= fds_.size()) return false;
     const detail::fd_entry& e = fds_[i];
-    return e.edge && !e.maybe_readable &&
-           e.epoch == detail::descriptor_release_epoch.load(std::memory_order_relaxed);
+    if (e.maybe_readable || ring_ != nullptr) return false;
+    return e.attached ||
+           (e.edge && e.epoch == detail::descriptor_release_epoch.load(std::memory_order_relaxed));
   }
   /// A read of a stream socket returned less than asked: the receive queue
   /// was empty at that moment, and the edge-triggered registration reports
@@ -510,8 +523,9 @@ class event_loop {
   std::byte* receive_scratch() noexcept { return receive_scratch_.get(); }
   void note_short_read(int fd) noexcept {
     const auto i = static_cast<std::size_t>(fd);
-    if (i < fds_.size() && (fds_[i].edge ? !fds_[i].hung_up : ring_ != nullptr))
-      fds_[i].maybe_readable = false;
+    if (i >= fds_.size()) return;
+    detail::fd_entry& e = fds_[i];
+    if (ring_ != nullptr || ((e.edge || e.attached) && !e.hung_up)) e.maybe_readable = false;
   }
   /// io_uring: the last receive on this stream socket filled its buffer (see
   /// fd_entry::maybe_readable), so the next one tries the system call first.
@@ -1266,6 +1280,10 @@ template <class T>
 task_handle<T> create_task(task<T> t) {
   return get_running_loop().create_task(std::move(t));
 }
+template <detail::task_convertible A>
+task_handle<typename A::result_type> create_task(A a) {
+  return get_running_loop().create_task(std::move(a).to_task());
+}
 
 namespace detail {
 
@@ -1372,6 +1390,12 @@ task<T> wait_for(task<T> t, std::chrono::duration<Rep, Period> timeout) {
   }
 }
 
+/// wait_for() of a stream's frame-less wait (reader.read(n), drain()...).
+template <detail::task_convertible A, class Rep, class Period>
+task<typename A::result_type> wait_for(A a, std::chrono::duration<Rep, Period> timeout) {
+  return wait_for(std::move(a).to_task(), timeout);
+}
+
 /// asyncio.gather() for a fixed set: runs every task concurrently and returns
 /// their results in argument order (void results as std::monostate). If one
 /// fails, the others are cancelled and awaited, then the first failure is
@@ -1397,6 +1421,14 @@ task<std::tuple<detail::gathered_t<Ts>...>> gather(task<Ts>... tasks) {
   }
   co_return std::apply([](auto&... h) { return std::make_tuple(detail::take_result(h)...); },
                        handles);
+}
+
+/// gather() where some arguments are streams' frame-less waits.
+template <class... As>
+requires((detail::task_convertible<As> || ...) &&
+         ((detail::task_convertible<As> ||
+           detail::is_task_v<As>)&&...)) auto gather(As... awaitables) {
+  return gather(detail::as_task(std::move(awaitables))...);
 }
 
 /// gather() over a run-time list of tasks of one type.

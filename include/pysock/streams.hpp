@@ -141,14 +141,117 @@ struct stream_hooks {
 };
 }  // namespace detail
 
+namespace detail {
+
+// The one-receive wait shared by stream_reader::read(n) and read_into(): no
+// coroutine frame of its own. Bytes already buffered, or EOF, complete it at
+// once; otherwise one receive is attempted and, on EAGAIN, the awaiting
+// coroutine waits in the stream's fill registration.
+class stream_fill_wait {
+ public:
+  stream_fill_wait(std::shared_ptr<stream_transport> t, bool wanted) noexcept
+      : t_(std::move(t)), wanted_(wanted) {}
+  stream_fill_wait(stream_fill_wait&& other) noexcept
+      : t_(std::move(other.t_)), wanted_(other.wanted_) {}
+  stream_fill_wait& operator=(stream_fill_wait&&) = delete;
+  ~stream_fill_wait();
+
+  bool await_ready();
+  bool await_suspend(std::coroutine_handle<> h);
+
+ protected:
+  // Common head of await_resume(): the wait's errors, if it waited or
+  // received. Afterwards the stream's buffer holds data, or it is at EOF.
+  void finish_wait();
+  std::size_t copy_out(mutable_buffer buffer) noexcept;
+  bytes take_up_to(std::size_t n);
+
+  std::shared_ptr<stream_transport> t_;
+  bool wanted_;  // false: nothing to read (n == 0), complete at once
+  bool received_ = false;
+  bool suspended_ = false;
+};
+
+template <class A>
+task<typename A::result_type> await_in_task(A awaitable) {
+  co_return co_await awaitable;
+}
+
+// What makes a frame-less wait usable wherever a task<T> is taken: it
+// converts, moving itself into a coroutine that awaits it.
+template <class Derived, class T>
+class converts_to_task {
+ public:
+  task<T> to_task() && { return await_in_task(std::move(static_cast<Derived&>(*this))); }
+  operator task<T>() && { return std::move(*this).to_task(); }
+};
+
+// The slow path of a frame-less wait: a coroutine made only when the wait
+// cannot complete at once, and awaited in place of the wait.
+template <class T>
+class awaited_task {
+ public:
+  bool start(task<T> t) {
+    task_.emplace(std::move(t));
+    awaiter_.emplace(task_->operator co_await());
+    return awaiter_->await_ready();
+  }
+  bool started() const noexcept { return awaiter_.has_value(); }
+  bool await_suspend(std::coroutine_handle<> h) { return awaiter_->await_suspend(h); }
+  decltype(auto) await_resume() { return awaiter_->await_resume(); }
+
+ private:
+  std::optional<task<T>> task_;
+  std::optional<typename task<T>::awaiter> awaiter_;
+};
+
+}  // namespace detail
+
 class stream_reader {
  public:
+  /// What read_into() returns. co_await it where it is made (it allocates
+  /// nothing: no coroutine frame); it also converts to task<std::size_t>,
+  /// and create_task(), wait_for() and gather() take it as they take a task.
+  class [[nodiscard]] read_into_awaiter
+      : public detail::stream_fill_wait,
+        public detail::converts_to_task<read_into_awaiter, std::size_t> {
+   public:
+    using result_type = std::size_t;
+    read_into_awaiter(std::shared_ptr<detail::stream_transport> t, mutable_buffer buffer) noexcept
+        : stream_fill_wait(std::move(t), !buffer.empty()), buffer_(buffer) {}
+    std::size_t await_resume() {
+      finish_wait();
+      return copy_out(buffer_);
+    }
+
+   private:
+    mutable_buffer buffer_;
+  };
+
+  /// What read(n) returns for n > 0 (and n == 0): as read_into_awaiter,
+  /// giving bytes; converts to task<bytes>. read() with n < 0 (until EOF)
+  /// runs as a coroutine behind it.
+  class [[nodiscard]] read_awaiter : public detail::stream_fill_wait,
+                                     public detail::converts_to_task<read_awaiter, bytes> {
+   public:
+    using result_type = bytes;
+    read_awaiter(std::shared_ptr<detail::stream_transport> t, std::ptrdiff_t n);
+    read_awaiter(read_awaiter&&) noexcept = default;
+    bool await_ready();
+    bool await_suspend(std::coroutine_handle<> h);
+    bytes await_resume();
+
+   private:
+    std::ptrdiff_t n_;
+    detail::awaited_task<bytes> all_;  // n < 0: the read-until-EOF coroutine
+  };
+
   stream_reader() = default;
   explicit stream_reader(std::shared_ptr<detail::stream_transport> t) noexcept : t_(std::move(t)) {}
 
   /// Up to `n` bytes: what is buffered, or else what one receive brings; ""
   /// at EOF. n < 0 reads until EOF. n == 0 returns "" at once.
-  task<bytes> read(std::ptrdiff_t n = -1);
+  read_awaiter read(std::ptrdiff_t n = -1);
   /// Exactly `n` bytes, or incomplete_read_error with what came before EOF.
   task<bytes> readexactly(std::size_t n);
   /// Up to and including "\n"; at EOF the partial last line (possibly "").
@@ -159,7 +262,7 @@ class stream_reader {
   task<bytes> readuntil(std::string separator = "\n");
   /// A pysock extra without allocation: copies up to buffer.size() bytes into
   /// `buffer` (buffered bytes first, else one receive); 0 at EOF.
-  task<std::size_t> read_into(mutable_buffer buffer);
+  read_into_awaiter read_into(mutable_buffer buffer);
   /// True when the buffer is empty and the peer has closed its side.
   bool at_eof() const noexcept;
 
@@ -170,6 +273,25 @@ class stream_reader {
 
 class stream_writer {
  public:
+  /// What drain() returns: complete at once (no coroutine frame) while the
+  /// buffer is at or below the high-water mark; otherwise the waiting runs
+  /// as a coroutine behind it. Converts to task<void>, and create_task(),
+  /// wait_for() and gather() take it as they take a task.
+  class [[nodiscard]] drain_awaiter : public detail::converts_to_task<drain_awaiter, void> {
+   public:
+    using result_type = void;
+    explicit drain_awaiter(std::shared_ptr<detail::stream_transport> t) noexcept
+        : t_(std::move(t)) {}
+    drain_awaiter(drain_awaiter&&) noexcept = default;
+    bool await_ready();
+    bool await_suspend(std::coroutine_handle<> h);
+    void await_resume();
+
+   private:
+    std::shared_ptr<detail::stream_transport> t_;
+    detail::awaited_task<void> wait_;  // above the high-water mark: the waiting coroutine
+  };
+
   stream_writer() = default;
   explicit stream_writer(std::shared_ptr<detail::stream_transport> t) noexcept : t_(std::move(t)) {}
 
@@ -180,7 +302,7 @@ class stream_writer {
   void writelines(const std::vector<bytes>& lines);
   /// Waits until the buffer is at or below the low-water mark if it is above
   /// the high-water mark. Throws the connection's error if it failed.
-  task<void> drain();
+  drain_awaiter drain();
   /// Shuts down the sending side once the buffer is flushed. TLS streams
   /// cannot half-close: std::logic_error, as Python's NotImplementedError.
   void write_eof();

@@ -27,6 +27,7 @@
 // a cancellation by accident; catch it by name (and normally rethrow).
 #pragma once
 
+#include <concepts>
 #include <coroutine>
 #include <cstddef>
 #include <exception>
@@ -261,6 +262,29 @@ task<T> task_promise<T>::get_return_object() noexcept {
 }
 inline task<void> task_promise<void>::get_return_object() noexcept {
   return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
+}
+
+// An awaitable that is not a task but can become one: the frame-less waits
+// of streams (read(), read_into(), drain()). create_task(), wait_for(),
+// gather() and run_until_complete() take one wherever they take a task.
+template <class A>
+concept task_convertible = requires(A a) {
+  typename A::result_type;
+  { std::move(a).to_task() } -> std::same_as<task<typename A::result_type>>;
+};
+
+template <class A>
+inline constexpr bool is_task_v = false;
+template <class T>
+inline constexpr bool is_task_v<task<T>> = true;
+
+template <class T>
+task<T> as_task(task<T>&& t) noexcept {
+  return std::move(t);
+}
+template <task_convertible A>
+task<typename A::result_type> as_task(A&& a) {
+  return std::move(a).to_task();
 }
 }  // namespace detail
 
