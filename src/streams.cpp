@@ -117,6 +117,11 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   bool eof = false;
   std::error_code read_error;
   fill_op fill{this};
+  // While a read_into() waits with nothing buffered, the next receive goes
+  // straight into its buffer (null otherwise); direct_got is what came.
+  char* direct = nullptr;
+  std::size_t direct_size = 0;
+  std::size_t direct_got = 0;
 
   // Write side: the bytes not yet sent are wbuf[wbeg, end).
   std::string wbuf;
@@ -232,6 +237,7 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
       eof = true;
       return true;
     }
+    if (direct != nullptr) return direct_fill();
     try {
       make_room();
     } catch (const std::bad_alloc&) {
@@ -256,6 +262,27 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
       eof = true;
       return true;
     }
+    if (would_block(err)) return false;
+    read_error.assign(err, std::system_category());
+    return true;
+  }
+
+  // fill_once() into a waiting read_into()'s own buffer (plain streams).
+  bool direct_fill() noexcept {
+    ssize_t n;
+    do n = ::recv(fd, direct, direct_size, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      if (static_cast<std::size_t>(n) < direct_size) loop->note_short_read(fd);
+      direct_got = static_cast<std::size_t>(n);
+      direct = nullptr;  // one receive per wait
+      return true;
+    }
+    if (n == 0) {
+      eof = true;
+      return true;
+    }
+    const int err = errno;
     if (would_block(err)) return false;
     read_error.assign(err, std::system_category());
     return true;
@@ -690,6 +717,9 @@ namespace detail {
 
 stream_fill_wait::~stream_fill_wait() {
   if (suspended_ && t_->fill.waiting) t_->loop->abandon_io(&t_->fill);
+  // Withdrawn (cancel, frame destroyed): no later fill may write into the
+  // buffer of a read_into() that is gone.
+  if (direct_mode_) t_->direct = nullptr;
 }
 
 bool stream_fill_wait::await_ready() {
@@ -704,6 +734,12 @@ bool stream_fill_wait::await_ready() {
   t.fill.handle = {};
   t.fill.cancelled = false;
   t.fill.ec.clear();
+  if (!direct_.empty() && t.codec == nullptr && t.rbuf == nullptr) {
+    direct_mode_ = true;
+    t.direct = static_cast<char*>(static_cast<void*>(direct_.data()));
+    t.direct_size = direct_.size();
+    t.direct_got = 0;
+  }
   if (t.skip_receive()) return false;
   return t.fill_once();
 }
@@ -716,6 +752,11 @@ bool stream_fill_wait::await_suspend(std::coroutine_handle<> h) {
 void stream_fill_wait::finish_wait() {
   if (!received_) return;
   stream_transport& t = *t_;
+  if (direct_mode_) {
+    direct_mode_ = false;
+    t.direct = nullptr;
+    direct_got_ = t.direct_got;
+  }
   if (t.fill.handle) t.loop->resumed(t.fill.owner, &t.fill);
   suspended_ = false;  // the wait is over: nothing to withdraw any more
   if (t.fill.cancelled) throw cancelled_error();
@@ -724,6 +765,7 @@ void stream_fill_wait::finish_wait() {
 }
 
 std::size_t stream_fill_wait::copy_out(mutable_buffer buffer) noexcept {
+  if (direct_got_ > 0) return direct_got_;  // received straight into `buffer`
   stream_transport& t = *t_;
   const std::size_t n = std::min(t.available(), buffer.size());
   if (n > 0) {

@@ -246,3 +246,53 @@ TEST_P(stream_awaiters, empty_handles_and_a_second_reader_get_clear_errors) {
   };
   run_bounded(body());
 }
+
+// read_into() with nothing buffered receives straight into the caller's
+// buffer. A read_into() that was withdrawn (timed out, cancelled) must never
+// have its buffer written afterwards: the bytes go to the next read instead.
+TEST_P(stream_awaiters, a_withdrawn_read_into_never_writes_its_buffer_later) {
+  auto s = make_pair(*loop_);
+  auto body = [&]() -> task<void> {
+    std::string stale(16, '-');
+    bool timed_out = false;
+    try {
+      co_await pysock::wait_for(s.reader.read_into(stale), 5ms);
+    } catch (const pysock::timeout_error&) {
+      timed_out = true;
+    }
+    EXPECT_TRUE(timed_out);
+    std::string cancelled_buffer(16, '-');
+    auto waiting = pysock::create_task(s.reader.read_into(cancelled_buffer));
+    co_await pysock::sleep(2ms);
+    EXPECT_TRUE(waiting.cancel());
+    EXPECT_THROW(co_await waiting, pysock::cancelled_error);
+    loop_->call_later(2ms, [&] { s.peer.sendall("fresh data"); });
+    EXPECT_EQ(co_await s.reader.read(100), "fresh data");
+    EXPECT_EQ(stale, std::string(16, '-'));
+    EXPECT_EQ(cancelled_buffer, std::string(16, '-'));
+  };
+  run_bounded(body());
+}
+
+TEST_P(stream_awaiters, read_into_waiting_on_a_reset_peer_raises_connection_reset_error) {
+  auto body = [&]() -> task<void> {
+    // A TCP pair: a reset needs SO_LINGER 0 on a TCP socket.
+    pysock::socket listener(AF_INET, SOCK_STREAM);
+    listener.bind({"127.0.0.1", 0});
+    listener.listen();
+    auto [reader, writer] =
+        co_await pysock::open_connection("127.0.0.1", listener.getsockname().port());
+    pysock::socket peer = listener.accept().first;
+    peer.setsockopt(pysock::so_linger, std::optional<std::chrono::seconds>(0s));
+    loop_->call_later(3ms, [&peer] { peer.close(); });  // RST
+    char buf[32];
+    EXPECT_THROW(co_await reader.read_into(pysock::mutable_buffer(buf, sizeof buf)),
+                 pysock::connection_reset_error);
+    // The error stays: the next read says so at once, without a wait.
+    EXPECT_THROW(co_await reader.read_into(pysock::mutable_buffer(buf, sizeof buf)),
+                 pysock::connection_reset_error);
+    writer.close();
+    co_await writer.wait_closed();
+  };
+  run_bounded(body());
+}

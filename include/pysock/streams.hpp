@@ -149,10 +149,13 @@ namespace detail {
 // coroutine waits in the stream's fill registration.
 class stream_fill_wait {
  public:
-  stream_fill_wait(std::shared_ptr<stream_transport> t, bool wanted) noexcept
-      : t_(std::move(t)), wanted_(wanted) {}
+  // `direct`: read_into()'s buffer, which a receive may fill straight away
+  // when the stream has nothing buffered (no chunk, no copy).
+  stream_fill_wait(std::shared_ptr<stream_transport> t, bool wanted,
+                   mutable_buffer direct = {}) noexcept
+      : t_(std::move(t)), direct_(direct), wanted_(wanted) {}
   stream_fill_wait(stream_fill_wait&& other) noexcept
-      : t_(std::move(other.t_)), wanted_(other.wanted_) {}
+      : t_(std::move(other.t_)), direct_(other.direct_), wanted_(other.wanted_) {}
   stream_fill_wait& operator=(stream_fill_wait&&) = delete;
   ~stream_fill_wait();
 
@@ -167,9 +170,12 @@ class stream_fill_wait {
   bytes take_up_to(std::size_t n);
 
   std::shared_ptr<stream_transport> t_;
+  mutable_buffer direct_;
+  std::size_t direct_got_ = 0;
   bool wanted_;  // false: nothing to read (n == 0), complete at once
   bool received_ = false;
   bool suspended_ = false;
+  bool direct_mode_ = false;  // the receive goes into direct_ (see the constructor)
 };
 
 template <class A>
@@ -218,7 +224,7 @@ class stream_reader {
    public:
     using result_type = std::size_t;
     read_into_awaiter(std::shared_ptr<detail::stream_transport> t, mutable_buffer buffer) noexcept
-        : stream_fill_wait(std::move(t), !buffer.empty()), buffer_(buffer) {}
+        : stream_fill_wait(std::move(t), !buffer.empty(), buffer), buffer_(buffer) {}
     std::size_t await_resume() {
       finish_wait();
       return copy_out(buffer_);
