@@ -146,7 +146,8 @@ std::uint64_t user_data_of(const io_op* op) noexcept {
 }
 
 bool has_native_request(op_kind kind) noexcept {
-  return kind == op_kind::recv_into || kind == op_kind::recv || kind == op_kind::sendall;
+  return kind == op_kind::recv_into || kind == op_kind::recv || kind == op_kind::sendall ||
+         kind == op_kind::stream_fill;
 }
 
 std::string errno_text(int err) { return std::error_code(err, std::system_category()).message(); }
@@ -243,8 +244,15 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
     native =
         ring_->buffer_ring != nullptr && (o->stream_ || o->want_ <= detail::kProvidedBufferSize);
   }
+  void* stream_data = nullptr;
+  std::size_t stream_size = 0;
+  if (native && op->kind == op_kind::stream_fill)
+    native = detail::stream_fill_target(op, stream_data, stream_size);
   if (native) {
     switch (op->kind) {
+      case op_kind::stream_fill:
+        io_uring_prep_recv(sqe, op->fd, stream_data, stream_size, 0);
+        break;
       case op_kind::recv_into: {
         auto* o = static_cast<recv_into_op*>(op);
         io_uring_prep_recv(sqe, op->fd, o->data_, o->size_, 0);
@@ -289,6 +297,14 @@ void event_loop::ring_recycle_buffer(unsigned flags) noexcept {
 
 int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) noexcept {
   using detail::op_kind;
+  if (op->kind == op_kind::stream_fill) {
+    if (res == -EAGAIN || res == -EWOULDBLOCK) return detail::again_poll;
+    if (res == -EINTR) return detail::again_native;
+    // Data, EOF or the stream's read error. A full buffer means more is
+    // queued: the next read_into() then tries recv() before a request.
+    note_ring_read(op->fd, detail::stream_fill_received(op, res));
+    return detail::finished;
+  }
   if (op->kind == op_kind::recv) {  // always a provided-buffer request
     auto* o = static_cast<recv_op*>(op);
     if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0) {

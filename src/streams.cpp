@@ -31,6 +31,9 @@ struct loop_access {
   static void attach(event_loop& loop, int fd) { loop.attach(fd); }
   static void detach(event_loop& loop, int fd) noexcept { loop.detach(fd); }
   static bool start_wait(event_loop& loop, io_op* op) { return loop.start_wait(op); }
+  static void note_ring_read(event_loop& loop, int fd, bool filled) noexcept {
+    loop.note_ring_read(fd, filled);
+  }
 };
 
 namespace {
@@ -227,7 +230,13 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   // codec (TLS) is always asked: it may have work without the socket
   // (buffered records, a handshake to start).
   bool skip_receive() const noexcept {
-    return codec == nullptr && !closed && !eof && !read_error && loop->read_drained(fd);
+    if (codec != nullptr || closed || eof || read_error) return false;
+    // io_uring: a read_into()'s receive goes to the kernel as a request at
+    // once (see stream_fill_target), as sock_recv_into's does.
+    // ... unless the last receive filled its buffer: more is queued, and one
+    // recv() costs less than a request's round trip.
+    if (direct != nullptr && loop->submits_receives()) return !loop->ring_read_queued(fd);
+    return loop->read_drained(fd);
   }
 
   // One receive into the buffer. True when done: data, EOF or an error.
@@ -273,7 +282,10 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
     do n = ::recv(fd, direct, direct_size, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
-      if (static_cast<std::size_t>(n) < direct_size) loop->note_short_read(fd);
+      if (static_cast<std::size_t>(n) < direct_size)
+        loop->note_short_read(fd);
+      else if (loop->submits_receives())
+        loop_access::note_ring_read(*loop, fd, true);
       direct_got = static_cast<std::size_t>(n);
       direct = nullptr;  // one receive per wait
       return true;
@@ -473,6 +485,26 @@ bool stream_fill_perform(io_op* op) noexcept {
 }
 bool stream_flush_perform(io_op* op) noexcept {
   return static_cast<stream_transport::flush_op*>(op)->transport->flush_once();
+}
+bool stream_fill_target(io_op* op, void*& data, std::size_t& size) noexcept {
+  stream_transport& t = *static_cast<stream_transport::fill_op*>(op)->transport;
+  if (t.direct == nullptr || t.eof || t.read_error || t.closed) return false;
+  data = t.direct;
+  size = t.direct_size;
+  return true;
+}
+bool stream_fill_received(io_op* op, int res) noexcept {
+  stream_transport& t = *static_cast<stream_transport::fill_op*>(op)->transport;
+  if (res > 0) {
+    t.direct_got = static_cast<std::size_t>(res);
+    t.direct = nullptr;  // one receive per wait
+    return t.direct_got == t.direct_size;
+  }
+  if (res == 0)
+    t.eof = true;
+  else
+    t.read_error.assign(-res, std::system_category());
+  return false;
 }
 void stream_flush_done(io_op* op) noexcept {
   static_cast<stream_transport::flush_op*>(op)->transport->after_flush();

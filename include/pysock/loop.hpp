@@ -280,6 +280,11 @@ struct thread_call_awaiter;  // what run_in_thread() returns
 // The stream transport's operations (streams.cpp), called by the reactor's
 // dispatcher for op_kind::stream_fill / stream_flush.
 bool stream_fill_perform(io_op* op) noexcept;
+// io_uring: a fill that can be a receive request — a read_into() waiting with
+// nothing buffered — gives its buffer; the request's result comes back
+// through stream_fill_received().
+bool stream_fill_target(io_op* op, void*& data, std::size_t& size) noexcept;
+bool stream_fill_received(io_op* op, int res) noexcept;  // true: it filled the buffer
 bool stream_flush_perform(io_op* op) noexcept;
 void stream_flush_done(io_op* op) noexcept;
 
