@@ -232,9 +232,9 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   bool skip_receive() const noexcept {
     if (codec != nullptr || closed || eof || read_error) return false;
     // io_uring: a read_into()'s receive goes to the kernel as a request at
-    // once (see stream_fill_target), as sock_recv_into's does.
-    // ... unless the last receive filled its buffer: more is queued, and one
-    // recv() costs less than a request's round trip.
+    // once (see stream_fill_target), as sock_recv_into's does, unless the
+    // last receive filled its buffer: more is queued then, and one recv()
+    // costs less than a request's round trip.
     if (direct != nullptr && loop->submits_receives()) return !loop->ring_read_queued(fd);
     return loop->read_drained(fd);
   }
@@ -594,8 +594,6 @@ bool start_close_wait(const std::shared_ptr<stream_transport>& t) noexcept {
     return false;  // no memory for the wait: close at once
   }
 }
-
-namespace {}  // namespace
 
 stream_transport& checked(const std::shared_ptr<stream_transport>& t) {
   if (!t) throw std::invalid_argument("stream_writer: empty writer");
