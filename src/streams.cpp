@@ -239,6 +239,10 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
     return loop->read_drained(fd);
   }
 
+  // The receive of a fill wait that starts: none when skip_receive() says
+  // the queue is empty. True when done without waiting.
+  bool try_fill() noexcept { return !skip_receive() && fill_once(); }
+
   // One receive into the buffer. True when done: data, EOF or an error.
   bool fill_once() noexcept {
     if (eof || read_error) return true;
@@ -518,6 +522,23 @@ namespace {
       "read() called while another coroutine is already waiting for incoming data");
 }
 
+// The two ends of a fill wait, shared by fill_awaiter and the frame-less
+// reads. claim_fill: the fill registration is the stream's one read wait, so
+// a second reader must not touch it while the first waits in it.
+void claim_fill(stream_transport& t) {
+  if (t.fill.waiting) throw_second_reader();
+  t.fill.handle = {};
+  t.fill.cancelled = false;
+  t.fill.ec.clear();
+}
+// end_fill: back on the task; the wait's cancellation or the stream's error.
+void end_fill(stream_transport& t) {
+  if (t.fill.handle) t.loop->resumed(t.fill.owner, &t.fill);
+  if (t.fill.cancelled) throw cancelled_error();
+  if (t.fill.ec) throw_os_error(t.fill.ec, "stream read(fd " + std::to_string(t.fd) + ")");
+  if (t.read_error) throw_os_error(t.read_error, "stream read(fd " + std::to_string(t.fd) + ")");
+}
+
 // co_await fill{t}: makes at least one receive attempt; waits for readiness
 // only if the kernel has nothing now.
 struct fill_awaiter {
@@ -533,24 +554,14 @@ struct fill_awaiter {
     if (suspended && t->fill.waiting) t->loop->abandon_io(&t->fill);
   }
   bool await_ready() {
-    if (t->fill.waiting) throw_second_reader();
-    t->fill.handle = {};
-    t->fill.cancelled = false;
-    t->fill.ec.clear();
-    if (t->skip_receive()) return false;
-    return t->fill_once();
+    claim_fill(*t);
+    return t->try_fill();
   }
   bool await_suspend(std::coroutine_handle<> h) {
     suspended = t->loop->suspend_io(&t->fill, h);
     return suspended;
   }
-  void await_resume() {
-    if (t->fill.handle) t->loop->resumed(t->fill.owner, &t->fill);
-    if (t->fill.cancelled) throw cancelled_error();
-    if (t->fill.ec) throw_os_error(t->fill.ec, "stream read(fd " + std::to_string(t->fd) + ")");
-    if (t->read_error)
-      throw_os_error(t->read_error, "stream read(fd " + std::to_string(t->fd) + ")");
-  }
+  void await_resume() { end_fill(*t); }
 };
 
 // The read side of a closing stream whose codec waits for the peer's end
@@ -756,22 +767,16 @@ bool stream_fill_wait::await_ready() {
   check_reader(t_);
   stream_transport& t = *t_;
   if (!wanted_ || t.available() > 0 || t.eof) return true;
-  // The fill registration is the stream's one read wait: a second reader
-  // must not touch it while the first waits in it.
-  if (t.fill.waiting) throw_second_reader();
   // As fill_awaiter: one receive now, a wait only if the kernel has nothing.
+  claim_fill(t);
   received_ = true;
-  t.fill.handle = {};
-  t.fill.cancelled = false;
-  t.fill.ec.clear();
   if (!direct_.empty() && t.codec == nullptr && t.rbuf == nullptr) {
     direct_mode_ = true;
     t.direct = static_cast<char*>(static_cast<void*>(direct_.data()));
     t.direct_size = direct_.size();
     t.direct_got = 0;
   }
-  if (t.skip_receive()) return false;
-  return t.fill_once();
+  return t.try_fill();
 }
 
 bool stream_fill_wait::await_suspend(std::coroutine_handle<> h) {
@@ -787,11 +792,8 @@ void stream_fill_wait::finish_wait() {
     t.direct = nullptr;
     direct_got_ = t.direct_got;
   }
-  if (t.fill.handle) t.loop->resumed(t.fill.owner, &t.fill);
   suspended_ = false;  // the wait is over: nothing to withdraw any more
-  if (t.fill.cancelled) throw cancelled_error();
-  if (t.fill.ec) throw_os_error(t.fill.ec, "stream read(fd " + std::to_string(t.fd) + ")");
-  if (t.read_error) throw_os_error(t.read_error, "stream read(fd " + std::to_string(t.fd) + ")");
+  end_fill(t);
 }
 
 std::size_t stream_fill_wait::copy_out(mutable_buffer buffer) noexcept {
