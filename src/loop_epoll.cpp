@@ -307,6 +307,8 @@ bool event_loop::perform_op(detail::io_op* op) noexcept {
       break;
     case op_kind::fd_callback:
       break;  // run_fd_callback()
+    case op_kind::accept_multishot:
+      break;  // io_uring only; its completions go to server_accepted()
   }
   return finished;
 }

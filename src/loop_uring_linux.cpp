@@ -17,9 +17,13 @@
 //                                connections sending inside the batched
 //                                io_uring_enter costs ~15% less CPU per
 //                                message than a send() per message)
+//   a stream's read_into()       IORING_OP_RECV into the caller's buffer when
+//                                nothing is buffered
+//   start_server's listener      one multishot IORING_OP_ACCEPT for the
+//                                server's life: a completion per connection
 //   everything else              the system call first, then IORING_OP_POLL_ADD
-//                                and the same call again on readiness (accept,
-//                                connect, datagrams, stream transports,
+//                                and the same call again on readiness
+//                                (sock_accept, connect, datagrams, streams,
 //                                add_reader/add_writer, the eventfd, the signalfd)
 // All requests made during one iteration of the loop go to the kernel in the
 // io_uring_enter that also waits for completions (batched submission), with
@@ -399,6 +403,44 @@ event_loop::ring_result event_loop::ring_withdraw(std::uint64_t user_data) noexc
   }
 }
 
+void event_loop::ring_accept_multishot(detail::io_op* op) {
+  io_uring_sqe* sqe = next_sqe(&ring_->ring);
+  // Python's rule for accepted sockets: not inheritable; non-blocking because
+  // they go to the loop's streams.
+  io_uring_prep_multishot_accept(sqe, op->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  io_uring_sqe_set_data64(sqe, detail::user_data_of(op));
+  op->in_ring = true;
+  op->ring_native = true;
+  ++ring_in_flight_;
+}
+
+void event_loop::ring_withdraw_multishot(detail::io_op* op) noexcept {
+  if (!op->in_ring) return;
+  const std::uint64_t user_data = detail::user_data_of(op);
+  detail::uring& r = *ring_;
+  // A completion is final when it lacks F_MORE; until then each one that
+  // succeeded carries a connection nobody will take: closed here.
+  bool ended = false;
+  const auto settle = [&](int res, unsigned flags) {
+    if (res >= 0) ::close(res);
+    if ((flags & IORING_CQE_F_MORE) == 0) ended = true;
+  };
+  for (auto it = r.deferred.begin(); it != r.deferred.end();) {
+    if (it->user_data == user_data) {
+      settle(it->res, it->flags);
+      it = r.deferred.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  while (!ended) {
+    const ring_result c = ring_withdraw(user_data);
+    settle(c.res, c.flags);
+  }
+  op->in_ring = false;
+  --ring_in_flight_;
+}
+
 void event_loop::ring_abandon(detail::io_op* op) noexcept {
   if (!op->in_ring) return;
   // Its result goes with the frame; a provided buffer it took goes back.
@@ -462,6 +504,15 @@ void event_loop::ring_event(std::uint64_t user_data, int res, unsigned flags) {
   }
   if (user_data <= detail::tag_ignore || user_data == LIBURING_UDATA_TIMEOUT) return;
   auto* op = reinterpret_cast<detail::io_op*>(static_cast<std::uintptr_t>(user_data));
+  if (op->kind == detail::op_kind::accept_multishot) {
+    // The request stays in the ring while its completions say F_MORE.
+    if ((flags & IORING_CQE_F_MORE) == 0) {
+      op->in_ring = false;
+      --ring_in_flight_;
+    }
+    detail::server_accepted(op, res);
+    return;
+  }
   op->in_ring = false;
   --ring_in_flight_;
   if (op->kind == detail::op_kind::fd_callback) {

@@ -96,6 +96,12 @@ socket socket::from_fileno(int fd) {
   return adopted;
 }
 
+socket detail::adopt_accepted(int fd, const socket& listener) noexcept {
+  socket conn(fd, listener.family_, listener.type_, listener.proto_);
+  conn.timeout_ns_ = 0;
+  return conn;
+}
+
 void socket::apply_default_timeout(bool fd_nonblocking) {
   timeout_ns_ = current_default_timeout();
   // With no default (None) the descriptor is left as it is, as in Python.

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <latch>
 #include <list>
 #include <mutex>
@@ -34,6 +35,13 @@ struct loop_access {
   static void note_ring_read(event_loop& loop, int fd, bool filled) noexcept {
     loop.note_ring_read(fd, filled);
   }
+#ifdef PYSOCK_HAVE_IO_URING
+  static bool on_ring(const event_loop& loop) noexcept { return loop.ring_ != nullptr; }
+  static void accept_multishot(event_loop& loop, io_op* op) { loop.ring_accept_multishot(op); }
+  static void withdraw_multishot(event_loop& loop, io_op* op) noexcept {
+    loop.ring_withdraw_multishot(op);
+  }
+#endif
 };
 
 namespace {
@@ -970,9 +978,14 @@ task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string p
 
 namespace detail {
 
+struct multishot_acceptor;
+void withdraw_acceptor(multishot_acceptor* acceptor) noexcept;
+
 struct server_state : std::enable_shared_from_this<server_state> {
   event_loop* loop = nullptr;
-  socket listener;
+  // io_uring: the accept loop's multishot request, while it has one.
+  multishot_acceptor* acceptor = nullptr;
+  socket listener = socket::closed_socket();  // socket() would open one
   address bound;
   connection_handler handler;
   server_config config;
@@ -986,7 +999,10 @@ struct server_state : std::enable_shared_from_this<server_state> {
     if (closed) return;
     closed = true;
     // The cancel withdraws the accept's epoll registration at once, so the
-    // listener can be closed before the accept task has even resumed.
+    // listener can be closed before the accept task has even resumed. A
+    // multishot accept request is withdrawn here too: it holds the listening
+    // file open in the kernel and would go on accepting after close().
+    if (acceptor != nullptr) withdraw_acceptor(acceptor);
     accept_task.cancel();
     try {
       listener.close();
@@ -1017,6 +1033,20 @@ bool is_resource_shortage(const std::error_code& ec) {
          ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory;
 }
 
+// Python's asyncio: out of descriptors or memory, log and stop accepting for
+// a while instead of spinning on the error (true: pause); a connection
+// aborted before accept() is just skipped (false). Anything else ends the
+// accept loop. Called inside the handler that caught `e`.
+bool pause_after_accept_error(const os_error& e) {
+  if (is_resource_shortage(e.code())) {
+    std::fprintf(stderr, "pysock: accept(): %s; pausing accepts for 100 ms\n", e.what());
+    return true;
+  }
+  if (e.code() == std::errc::connection_aborted || e.code() == std::errc::protocol_error)
+    return false;
+  throw;
+}
+
 // The accept task's frame holds the state and the state holds the task's
 // handle; when the task ends, however it ends, it drops that handle so the
 // two do not keep each other alive.
@@ -1025,8 +1055,113 @@ struct drop_accept_handle {
   ~drop_accept_handle() { st->accept_task = task_handle<void>(); }
 };
 
+void serve_connection(const std::shared_ptr<server_state>& st, socket conn) {
+  auto streams = make_streams(*st->loop, std::move(conn), st->config.limits);
+  st->idle.clear();
+  auto it = st->connections.emplace(st->connections.end());
+  *it = st->loop->create_task(
+      run_connection(st, it, std::move(streams.first), std::move(streams.second)));
+}
+
+}  // namespace
+
+#ifdef PYSOCK_HAVE_IO_URING
+// io_uring: the listener accepts through one multishot request, one
+// submission for any number of connections; its completions queue the
+// descriptors here (server_accepted) and wake the accept loop. Lives in the
+// accept loop's frame, so a frame destroyed while it waits (the loop closing)
+// withdraws the request; server_state::close() withdraws it before it closes
+// the listener.
+struct multishot_acceptor : io_op {
+  server_state* st;
+  std::deque<int> accepted;  // owned here until the accept loop takes them
+  std::error_code error;     // the completion that ended the request, if it failed
+  bool delivered = false;    // a kernel without multishot accept fails the first one
+  event arrived;
+
+  explicit multishot_acceptor(server_state* s) noexcept
+      : io_op(op_kind::accept_multishot, false), st(s) {
+    fd = s->listener.fileno();
+    loop = s->loop;
+    s->acceptor = this;
+  }
+  multishot_acceptor(const multishot_acceptor&) = delete;
+  multishot_acceptor& operator=(const multishot_acceptor&) = delete;
+  ~multishot_acceptor() {
+    withdraw();
+    st->acceptor = nullptr;
+  }
+  void withdraw() noexcept {
+    loop_access::withdraw_multishot(*loop, this);
+    for (const int conn : accepted) ::close(conn);
+    accepted.clear();
+  }
+};
+
+void withdraw_acceptor(multishot_acceptor* acceptor) noexcept { acceptor->withdraw(); }
+
+void server_accepted(io_op* op, int res) noexcept {
+  auto* acceptor = static_cast<multishot_acceptor*>(op);
+  if (res >= 0) {
+    acceptor->delivered = true;
+    try {
+      acceptor->accepted.push_back(res);
+    } catch (const std::bad_alloc&) {
+      ::close(res);
+      acceptor->error = std::make_error_code(std::errc::not_enough_memory);
+    }
+  } else if (res != -ECANCELED) {
+    acceptor->error.assign(-res, std::system_category());
+  }
+  acceptor->arrived.set();
+}
+#else
+void withdraw_acceptor(multishot_acceptor*) noexcept {}
+void server_accepted(io_op*, int) noexcept {}
+#endif
+
+namespace {
+
+#ifdef PYSOCK_HAVE_IO_URING
+// The accept loop on io_uring; false if the kernel has no multishot accept
+// (Linux < 5.19), and the caller goes on with accept() on readiness.
+task<bool> accept_multishot_loop(std::shared_ptr<server_state> st) {
+  multishot_acceptor acceptor(st.get());
+  while (!st->closed) {
+    if (!acceptor.accepted.empty()) {
+      const int conn = acceptor.accepted.front();
+      acceptor.accepted.pop_front();
+      serve_connection(st, adopt_accepted(conn, st->listener));
+      continue;
+    }
+    if (!acceptor.error) {
+      if (!acceptor.in_ring) loop_access::accept_multishot(*st->loop, &acceptor);
+      acceptor.arrived.clear();
+      co_await acceptor.arrived.wait();
+      continue;
+    }
+    const std::error_code ec = std::exchange(acceptor.error, std::error_code());
+    if (ec == std::errc::invalid_argument && !acceptor.delivered) co_return false;
+    bool pause = false;
+    try {
+      throw_os_error(ec, "accept()");
+    } catch (const os_error& e) {
+      pause = pause_after_accept_error(e);
+    }
+    if (pause) co_await sleep(std::chrono::milliseconds(100));
+  }
+  co_return true;
+}
+#endif
+
 task<void> accept_loop(std::shared_ptr<server_state> st) {
   const drop_accept_handle guard{st.get()};
+#ifdef PYSOCK_HAVE_IO_URING
+  if (loop_access::on_ring(*st->loop)) {
+    task<bool> multishot = accept_multishot_loop(st);
+    if (co_await std::move(multishot)) co_return;
+  }
+#endif
   while (!st->closed) {
     std::pair<socket, address> conn{socket::closed_socket(), address()};
     bool pause = false;
@@ -1034,27 +1169,14 @@ task<void> accept_loop(std::shared_ptr<server_state> st) {
       conn = co_await st->loop->sock_accept(st->listener);
     } catch (const os_error& e) {
       if (st->closed) co_return;
-      // Python's asyncio: out of descriptors or memory, log and stop
-      // accepting for a while instead of spinning on the error; a connection
-      // aborted before accept() is just skipped.
-      if (is_resource_shortage(e.code())) {
-        std::fprintf(stderr, "pysock: accept(): %s; pausing accepts for 100 ms\n", e.what());
-        pause = true;
-      } else if (e.code() != std::errc::connection_aborted &&
-                 e.code() != std::errc::protocol_error) {
-        throw;
-      }
+      pause = pause_after_accept_error(e);
     }
     if (pause) {
       co_await sleep(std::chrono::milliseconds(100));
       continue;
     }
     if (conn.first.closed()) continue;
-    auto streams = make_streams(*st->loop, std::move(conn.first), st->config.limits);
-    st->idle.clear();
-    auto it = st->connections.emplace(st->connections.end());
-    *it = st->loop->create_task(
-        run_connection(st, it, std::move(streams.first), std::move(streams.second)));
+    serve_connection(st, std::move(conn.first));
   }
 }
 

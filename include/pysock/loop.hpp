@@ -167,6 +167,9 @@ enum class op_kind : std::uint8_t {
   fd_callback,   // add_reader()/add_writer(): persistent, level-triggered
   stream_fill,   // streams.cpp: fill a StreamReader's buffer
   stream_flush,  // streams.cpp: flush a StreamWriter's buffer
+  // io_uring only: start_server's multishot accept request, one completion
+  // per accepted connection (streams.cpp's server_accepted)
+  accept_multishot,
 };
 
 struct io_op : cancel_slot {
@@ -287,6 +290,9 @@ bool stream_fill_target(io_op* op, void*& data, std::size_t& size) noexcept;
 bool stream_fill_received(io_op* op, int res) noexcept;  // true: it filled the buffer
 bool stream_flush_perform(io_op* op) noexcept;
 void stream_flush_done(io_op* op) noexcept;
+// io_uring: a completion of start_server's multishot accept request: `res` is
+// an accepted descriptor (now owned by the callee) or -errno.
+void server_accepted(io_op* op, int res) noexcept;
 
 // Hot-path system calls shared by the operations; retry EINTR (PEP 475).
 inline bool would_block(int err) noexcept { return err == EAGAIN || err == EWOULDBLOCK; }
@@ -617,6 +623,11 @@ class event_loop {
   }
   void ring_watch(int fd, bool signals);
   void ring_unwatch_signals() noexcept;
+  // start_server's listener on io_uring: one request that keeps accepting
+  // (Linux 5.19+) until it fails or is withdrawn; withdrawing it closes the
+  // descriptors it accepted that were not yet delivered.
+  void ring_accept_multishot(detail::io_op* op);
+  void ring_withdraw_multishot(detail::io_op* op) noexcept;
   static bool ring_cancel(detail::cancel_slot* slot) noexcept;
 
   // epoll_event.data of the loop's own descriptors; user descriptors are

@@ -120,6 +120,14 @@ struct recvmsg_into_result {
 };
 
 class socket_stream;
+class socket;
+
+namespace detail {
+// The event loop's accepts made by the kernel (io_uring's multishot accept):
+// `fd` came from accept4(listener, SOCK_NONBLOCK | SOCK_CLOEXEC), so it has
+// the listener's family, type and protocol and is already non-blocking.
+socket adopt_accepted(int fd, const socket& listener) noexcept;
+}  // namespace detail
 
 class socket {
  public:
@@ -368,6 +376,7 @@ class socket {
   socket(int fd, int family, int type, int proto) noexcept;
   friend std::pair<socket, socket> socketpair(int, int, int);
   friend socket fromfd(int, int, int, int);
+  friend socket detail::adopt_accepted(int, const socket&) noexcept;
 
   static timeout_type to_timeout(const std::optional<std::int64_t>& ns) {
     if (!ns) return std::nullopt;

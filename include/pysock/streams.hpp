@@ -396,7 +396,9 @@ struct server_config {
 
 /// Python's start_server(): binds, listens, and accepts in the background;
 /// each connection runs `handler` as its own task. A host name is resolved
-/// off the loop thread.
+/// off the loop thread. On io_uring the listener accepts through one
+/// multishot request (Linux 5.19+); close() withdraws it before closing the
+/// listener, so the port stops accepting at once either way.
 task<server> start_server(connection_handler handler, std::string host, int port,
                           server_config config = {});
 /// start_server(sock=...): serves an already listening socket.
