@@ -308,7 +308,8 @@ bool event_loop::perform_op(detail::io_op* op) noexcept {
     case op_kind::fd_callback:
       break;  // run_fd_callback()
     case op_kind::accept_multishot:
-      break;  // io_uring only; its completions go to server_accepted()
+    case op_kind::stream_recv_multishot:
+      break;  // io_uring only: their completions go to streams.cpp
   }
   return finished;
 }

@@ -17,8 +17,11 @@
 //                                connections sending inside the batched
 //                                io_uring_enter costs ~15% less CPU per
 //                                message than a send() per message)
-//   a stream's read_into()       IORING_OP_RECV into the caller's buffer when
-//                                nothing is buffered
+//   a plain stream's reads       one multishot IORING_OP_RECV into the
+//                                provided buffers, kept between reads and
+//                                withdrawn at close (Linux 6.0+; before: a
+//                                read_into() with nothing buffered is an
+//                                IORING_OP_RECV into the caller's buffer)
 //   start_server's listener      one multishot IORING_OP_ACCEPT for the
 //                                server's life: a completion per connection
 //   everything else              the system call first, then IORING_OP_POLL_ADD
@@ -73,6 +76,9 @@ struct uring {
   // kernel refuses the registration: each request then brings its own.
   io_uring_buf_ring* buffer_ring = nullptr;
   std::byte* buffers = nullptr;
+  // The kernel failed a multishot receive with EINVAL (Linux < 6.0): streams
+  // then take a request per wait.
+  bool recv_multishot_refused = false;
 };
 
 int ring_fd(const uring* ring) noexcept { return ring->ring.ring_fd; }
@@ -95,6 +101,12 @@ constexpr unsigned kMaxPerIteration = 4096;
 // datagram fits.
 constexpr unsigned kProvidedBuffers = 128;  // a power of two
 constexpr std::size_t kProvidedBufferSize = 64 * 1024;
+// Buffers are laid out a cache line more than their size apart: at exactly
+// 64 KiB apart every buffer's first bytes (all a small message touches)
+// would fall in the same cache set, and cycling through 128 of them would
+// miss the L1 and L2 caches on every message.
+constexpr std::size_t kProvidedBufferStride = kProvidedBufferSize + 64;
+constexpr std::size_t kProvidedBytes = kProvidedBuffers * kProvidedBufferStride;
 constexpr int kBufferGroup = 0;
 
 std::size_t buffer_ring_bytes() noexcept { return kProvidedBuffers * sizeof(io_uring_buf); }
@@ -103,7 +115,7 @@ void release_buffer_ring(uring& r) noexcept {
   if (r.buffer_ring == nullptr) return;
   io_uring_unregister_buf_ring(&r.ring, kBufferGroup);
   ::munmap(r.buffer_ring, buffer_ring_bytes());
-  ::munmap(r.buffers, kProvidedBuffers * kProvidedBufferSize);
+  ::munmap(r.buffers, kProvidedBytes);
   r.buffer_ring = nullptr;
   r.buffers = nullptr;
 }
@@ -114,8 +126,8 @@ bool setup_buffer_ring(uring& r) noexcept {
   void* ring_mem = ::mmap(nullptr, buffer_ring_bytes(), PROT_READ | PROT_WRITE,
                           MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (ring_mem == MAP_FAILED) return false;
-  void* buffer_mem = ::mmap(nullptr, kProvidedBuffers * kProvidedBufferSize, PROT_READ | PROT_WRITE,
-                            MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  void* buffer_mem =
+      ::mmap(nullptr, kProvidedBytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (buffer_mem == MAP_FAILED) {
     ::munmap(ring_mem, buffer_ring_bytes());
     return false;
@@ -126,7 +138,7 @@ bool setup_buffer_ring(uring& r) noexcept {
   reg.bgid = kBufferGroup;
   if (io_uring_register_buf_ring(&r.ring, &reg, 0) != 0) {
     ::munmap(ring_mem, buffer_ring_bytes());
-    ::munmap(buffer_mem, kProvidedBuffers * kProvidedBufferSize);
+    ::munmap(buffer_mem, kProvidedBytes);
     return false;
   }
   r.buffer_ring = static_cast<io_uring_buf_ring*>(ring_mem);
@@ -134,7 +146,7 @@ bool setup_buffer_ring(uring& r) noexcept {
   io_uring_buf_ring_init(r.buffer_ring);
   const int mask = io_uring_buf_ring_mask(kProvidedBuffers);
   for (unsigned i = 0; i < kProvidedBuffers; ++i)
-    io_uring_buf_ring_add(r.buffer_ring, r.buffers + i * kProvidedBufferSize, kProvidedBufferSize,
+    io_uring_buf_ring_add(r.buffer_ring, r.buffers + i * kProvidedBufferStride, kProvidedBufferSize,
                           static_cast<unsigned short>(i), mask, static_cast<int>(i));
   io_uring_buf_ring_advance(r.buffer_ring, static_cast<int>(kProvidedBuffers));
   return true;
@@ -237,6 +249,15 @@ void event_loop::ring_unwatch_signals() noexcept {
 
 void event_loop::ring_arm(detail::io_op* op, bool native) {
   using detail::op_kind;
+  if (op->kind == op_kind::stream_fill && ring_->buffer_ring != nullptr &&
+      !ring_->recv_multishot_refused) {
+    // A plain stream's reader waits on the stream's multishot receive, which
+    // stays in the kernel between reads: no request per wait.
+    if (detail::io_op* rx = detail::stream_multishot_for(op)) {
+      if (!rx->in_ring) ring_recv_multishot(rx);
+      return;
+    }
+  }
   io_uring_sqe* sqe = next_sqe(&ring_->ring);
   native = native && detail::has_native_request(op->kind);
   if (native && op->kind == op_kind::recv) {
@@ -293,7 +314,7 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
 void event_loop::ring_recycle_buffer(unsigned flags) noexcept {
   if ((flags & IORING_CQE_F_BUFFER) == 0 || ring_->buffer_ring == nullptr) return;
   const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
-  io_uring_buf_ring_add(ring_->buffer_ring, ring_->buffers + id * detail::kProvidedBufferSize,
+  io_uring_buf_ring_add(ring_->buffer_ring, ring_->buffers + id * detail::kProvidedBufferStride,
                         detail::kProvidedBufferSize, static_cast<unsigned short>(id),
                         io_uring_buf_ring_mask(detail::kProvidedBuffers), 0);
   io_uring_buf_ring_advance(ring_->buffer_ring, 1);
@@ -315,7 +336,7 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
       const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
       try {
         o->data_.assign(
-            reinterpret_cast<const char*>(ring_->buffers + id * detail::kProvidedBufferSize),
+            reinterpret_cast<const char*>(ring_->buffers + id * detail::kProvidedBufferStride),
             static_cast<std::size_t>(res));
       } catch (const std::bad_alloc&) {
         o->ec = std::make_error_code(std::errc::not_enough_memory);
@@ -365,7 +386,7 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
   return detail::finished;
 }
 
-event_loop::ring_result event_loop::ring_withdraw(std::uint64_t user_data) noexcept {
+event_loop::ring_result event_loop::ring_withdraw(std::uint64_t user_data, bool cancel) noexcept {
   detail::uring& r = *ring_;
   for (auto it = r.deferred.begin(); it != r.deferred.end(); ++it) {
     if (it->user_data == user_data) {
@@ -374,8 +395,8 @@ event_loop::ring_result event_loop::ring_withdraw(std::uint64_t user_data) noexc
       return result;
     }
   }
-  io_uring_sqe* sqe = io_uring_get_sqe(&r.ring);
-  if (sqe == nullptr) {
+  io_uring_sqe* sqe = cancel ? io_uring_get_sqe(&r.ring) : nullptr;
+  if (cancel && sqe == nullptr) {
     io_uring_submit(&r.ring);
     sqe = io_uring_get_sqe(&r.ring);
   }
@@ -414,15 +435,45 @@ void event_loop::ring_accept_multishot(detail::io_op* op) {
   ++ring_in_flight_;
 }
 
+void event_loop::ring_recv_multishot(detail::io_op* op) {
+  io_uring_sqe* sqe = next_sqe(&ring_->ring);
+  // Length 0: each arrival takes a whole provided buffer (or as much as
+  // is queued, if less).
+  io_uring_prep_recv_multishot(sqe, op->fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = detail::kBufferGroup;
+  io_uring_sqe_set_data64(sqe, detail::user_data_of(op));
+  op->in_ring = true;
+  op->ring_native = true;
+  ++ring_in_flight_;
+}
+
+// A completion of a multishot request that is being withdrawn: what it
+// brought must not be lost. An accepted connection nobody will take is
+// closed; received bytes go to the stream's buffer.
+void event_loop::ring_settle_multishot(detail::io_op* op, int res, unsigned flags) noexcept {
+  if (op->kind == detail::op_kind::accept_multishot) {
+    if (res >= 0) ::close(res);
+    return;
+  }
+  const char* data = nullptr;
+  if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0)
+    data = reinterpret_cast<const char*>(ring_->buffers + (flags >> IORING_CQE_BUFFER_SHIFT) *
+                                                              detail::kProvidedBufferStride);
+  if (res == -EINVAL) res = -ENOBUFS;  // refused: nothing came
+  detail::stream_multishot_received(op, data, res);
+  ring_recycle_buffer(flags);
+}
+
 void event_loop::ring_withdraw_multishot(detail::io_op* op) noexcept {
   if (!op->in_ring) return;
   const std::uint64_t user_data = detail::user_data_of(op);
   detail::uring& r = *ring_;
-  // A completion is final when it lacks F_MORE; until then each one that
-  // succeeded carries a connection nobody will take: closed here.
+  // A completion is final when it lacks F_MORE; each one before it is
+  // settled (ring_settle_multishot).
   bool ended = false;
   const auto settle = [&](int res, unsigned flags) {
-    if (res >= 0) ::close(res);
+    ring_settle_multishot(op, res, flags);
     if ((flags & IORING_CQE_F_MORE) == 0) ended = true;
   };
   for (auto it = r.deferred.begin(); it != r.deferred.end();) {
@@ -433,8 +484,10 @@ void event_loop::ring_withdraw_multishot(detail::io_op* op) noexcept {
       ++it;
     }
   }
+  bool cancel = true;  // once: later completions answer the same cancel
   while (!ended) {
-    const ring_result c = ring_withdraw(user_data);
+    const ring_result c = ring_withdraw(user_data, cancel);
+    cancel = false;
     settle(c.res, c.flags);
   }
   op->in_ring = false;
@@ -513,6 +566,28 @@ void event_loop::ring_event(std::uint64_t user_data, int res, unsigned flags) {
     detail::server_accepted(op, res);
     return;
   }
+  if (op->kind == detail::op_kind::stream_recv_multishot) {
+    if ((flags & IORING_CQE_F_MORE) == 0) {
+      op->in_ring = false;
+      --ring_in_flight_;
+      if (res == -EINVAL) {
+        ring_->recv_multishot_refused = true;
+        res = -ENOBUFS;  // nothing came; the reader's fill takes a request
+      }
+    }
+    const char* data = nullptr;
+    if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0)
+      data = reinterpret_cast<const char*>(ring_->buffers + (flags >> IORING_CQE_BUFFER_SHIFT) *
+                                                                detail::kProvidedBufferStride);
+    detail::io_op* fill = detail::stream_multishot_received(op, data, res);
+    ring_recycle_buffer(flags);
+    if (fill == nullptr) {
+      if (op->in_ring && detail::stream_multishot_over_limit(op)) ring_withdraw_multishot(op);
+      return;
+    }
+    ring_finish_fill(fill);
+    return;
+  }
   op->in_ring = false;
   --ring_in_flight_;
   if (op->kind == detail::op_kind::fd_callback) {
@@ -547,6 +622,22 @@ void event_loop::ring_event(std::uint64_t user_data, int res, unsigned flags) {
   } else if (op->handle) {
     op->handle.resume();
   }
+}
+
+// A stream's reader waiting on the multishot receive: the fill's own step
+// (data buffered, EOF, an error; or, with the receive ended by ENOBUFS, a
+// recv() now) decides whether it wakes or waits on.
+void event_loop::ring_finish_fill(detail::io_op* fill) {
+  if (!perform_op(fill)) {
+    try {
+      ring_arm(fill, true);
+      return;
+    } catch (const std::system_error& x) {
+      fill->ec = x.code();
+    }
+  }
+  end_wait(fill);
+  if (fill->handle) fill->handle.resume();
 }
 
 void event_loop::ring_poll(int timeout_ms) {

@@ -111,6 +111,11 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
     explicit flush_op(stream_transport* t) noexcept
         : io_op(op_kind::stream_flush, true), transport(t) {}
   };
+  struct recv_multishot_op : io_op {
+    stream_transport* transport;
+    explicit recv_multishot_op(stream_transport* t) noexcept
+        : io_op(op_kind::stream_recv_multishot, false), transport(t) {}
+  };
 
   event_loop* loop;
   socket sock;
@@ -133,6 +138,15 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   char* direct = nullptr;
   std::size_t direct_size = 0;
   std::size_t direct_got = 0;
+  // io_uring, plain streams: one multishot receive, armed by the first wait
+  // for data and left in the kernel between reads; what it brings goes to
+  // the waiting read_into()'s buffer or to rbuf. While it is in the kernel
+  // the stream makes no recv() of its own (it could take bytes that come
+  // after those of a completion not yet seen).
+  recv_multishot_op rx{this};
+  // An error the multishot receive reported behind bytes not yet read:
+  // raised when the reader needs more than those, as a recv() would raise it.
+  std::error_code deferred_read_error;
 
   // Write side: the bytes not yet sent are wbuf[wbeg, end).
   std::string wbuf;
@@ -166,19 +180,54 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
         limit(limits.limit),
         high_water(limits.high_water),
         low_water(limits.low_water.value_or(limits.high_water / 4)) {
-    fill.loop = flush.loop = loop;
-    fill.fd = flush.fd = fd;
+    fill.loop = flush.loop = rx.loop = loop;
+    fill.fd = flush.fd = rx.fd = fd;
     if (low_water > high_water)
       throw std::invalid_argument("stream limits: low_water > high_water");
   }
   stream_transport(const stream_transport&) = delete;
   stream_transport& operator=(const stream_transport&) = delete;
   ~stream_transport() {
+    withdraw_receive();
     drop_read_buffer();
     if (!closed) {
       closed = true;
       loop_access::detach(*loop, fd);
       // `sock` closes the descriptor as it is destroyed.
+    }
+  }
+
+  // Takes the multishot receive out of the kernel; what it brought
+  // meanwhile is kept in rbuf.
+  void withdraw_receive() noexcept {
+#ifdef PYSOCK_HAVE_IO_URING
+    if (rx.in_ring) loop_access::withdraw_multishot(*loop, &rx);
+#endif
+  }
+
+  // A multishot receive's bytes: to a waiting read_into()'s buffer first,
+  // the rest to rbuf.
+  void deliver(const char* data, std::size_t n) noexcept {
+    if (direct != nullptr) {
+      const std::size_t k = std::min(n, direct_size);
+      std::memcpy(direct, data, k);
+      direct_got = k;
+      direct = nullptr;  // one receive per wait
+      data += k;
+      n -= k;
+    }
+    while (n > 0) {
+      try {
+        make_room();
+      } catch (const std::bad_alloc&) {
+        read_error = std::make_error_code(std::errc::not_enough_memory);
+        return;
+      }
+      const std::size_t k = std::min(n, rcap - rend);
+      std::memcpy(rbuf + rend, data, k);
+      rend += k;
+      data += k;
+      n -= k;
     }
   }
 
@@ -238,7 +287,8 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
   // codec (TLS) is always asked: it may have work without the socket
   // (buffered records, a handshake to start).
   bool skip_receive() const noexcept {
-    if (codec != nullptr || closed || eof || read_error) return false;
+    if (codec != nullptr || closed || eof || read_error || deferred_read_error) return false;
+    if (rx.in_ring) return true;  // the data comes through its completions
     // io_uring: a read_into()'s receive goes to the kernel as a request at
     // once (see stream_fill_target), as sock_recv_into's does, unless the
     // last receive filled its buffer: more is queued then, and one recv()
@@ -256,6 +306,12 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
     if (eof || read_error) return true;
     if (closed) {
       eof = true;
+      return true;
+    }
+    // Woken by the multishot receive: done if it brought anything.
+    if (rx.in_ring) return available() > 0 || direct_got > 0;
+    if (deferred_read_error) {  // the reader wants more than was buffered
+      read_error = std::exchange(deferred_read_error, std::error_code());
       return true;
     }
     if (direct != nullptr) return direct_fill();
@@ -453,6 +509,7 @@ struct stream_transport : std::enable_shared_from_this<stream_transport> {
 
   void finish_close() noexcept {
     if (closed) return;
+    withdraw_receive();  // its request holds the file: the socket would not close
     closed = true;
     close_timer.cancel();
     if (flush.waiting) {  // the close timer fired with output still queued
@@ -518,6 +575,26 @@ bool stream_fill_received(io_op* op, int res) noexcept {
     t.read_error.assign(-res, std::system_category());
   return false;
 }
+io_op* stream_multishot_for(io_op* fill) noexcept {
+  stream_transport& t = *static_cast<stream_transport::fill_op*>(fill)->transport;
+  if (t.codec != nullptr || t.closed || t.eof || t.read_error) return nullptr;
+  return &t.rx;
+}
+io_op* stream_multishot_received(io_op* rx, const char* data, int res) noexcept {
+  stream_transport& t = *static_cast<stream_transport::recv_multishot_op*>(rx)->transport;
+  if (res > 0 && data != nullptr)
+    t.deliver(data, static_cast<std::size_t>(res));
+  else if (res == 0)
+    t.eof = true;
+  else if (res < 0 && res != -ENOBUFS && res != -ECANCELED)
+    t.deferred_read_error.assign(-res, std::system_category());
+  return t.fill.waiting ? &t.fill : nullptr;
+}
+bool stream_multishot_over_limit(const io_op* rx) noexcept {
+  const stream_transport& t =
+      *static_cast<const stream_transport::recv_multishot_op*>(rx)->transport;
+  return !t.fill.waiting && t.available() > 2 * t.limit;
+}
 void stream_flush_done(io_op* op) noexcept {
   static_cast<stream_transport::flush_op*>(op)->transport->after_flush();
 }
@@ -535,6 +612,7 @@ namespace {
 // a second reader must not touch it while the first waits in it.
 void claim_fill(stream_transport& t) {
   if (t.fill.waiting) throw_second_reader();
+  t.direct_got = 0;  // a multishot receive's wake-up tells by this and rbuf
   t.fill.handle = {};
   t.fill.cancelled = false;
   t.fill.ec.clear();
@@ -720,6 +798,9 @@ const std::shared_ptr<stream_transport>& stream_hooks::transport(const stream_wr
   return w.t_;
 }
 void stream_hooks::set_codec(stream_transport& t, std::unique_ptr<stream_codec> codec) {
+  // The codec receives for itself from now on; what the multishot receive
+  // already brought (a ClientHello behind STARTTLS) is fed to it.
+  t.withdraw_receive();
   if (t.available() > 0) codec->feed(t.buffered());
   t.consume(t.available());
   t.codec = std::move(codec);

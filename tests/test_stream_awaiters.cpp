@@ -17,53 +17,22 @@
 #include <tuple>
 
 #include "support/checks.hpp"
+#include "support/stream_backends.hpp"
 
 using namespace std::chrono_literals;
 using pysock::task;
 
+using test_support::make_stream_pair;
+
 namespace {
 
-struct stream_pair {
-  pysock::stream_reader reader;
-  pysock::stream_writer writer;
-  pysock::socket peer;  // the other end, a plain blocking socket
-};
-
-stream_pair make_pair(pysock::event_loop& loop) {
-  auto [ours, theirs] = pysock::socketpair();
-  auto [reader, writer] = pysock::make_streams(loop, std::move(ours));
-  return {std::move(reader), std::move(writer), std::move(theirs)};
-}
-
-class stream_awaiters : public testing::TestWithParam<pysock::loop_backend> {
- protected:
-  void SetUp() override {
-    testing::internal::CaptureStderr();
-    loop_ = std::make_unique<pysock::event_loop>(pysock::loop_options{GetParam()});
-    const std::string log = testing::internal::GetCapturedStderr();
-    if (loop_->backend() != GetParam())
-      GTEST_SKIP() << "the " << pysock::to_string(GetParam())
-                   << " backend is not available here; the loop fell back to "
-                   << pysock::to_string(loop_->backend()) << ": " << log;
-  }
-  template <class T>
-  T run_bounded(task<T> body) {
-    return loop_->run_until_complete(pysock::wait_for(std::move(body), 20s));
-  }
-  std::unique_ptr<pysock::event_loop> loop_;
-};
-
-INSTANTIATE_TEST_SUITE_P(backends, stream_awaiters,
-                         testing::Values(pysock::loop_backend::epoll,
-                                         pysock::loop_backend::io_uring),
-                         [](const testing::TestParamInfo<pysock::loop_backend>& param_info) {
-                           return std::string(pysock::to_string(param_info.param));
-                         });
+class stream_awaiters : public test_support::on_each_backend {};
+PYSOCK_ON_EACH_BACKEND(stream_awaiters);
 
 }  // namespace
 
 TEST_P(stream_awaiters, read_and_read_into_take_buffered_bytes_first_then_one_receive) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<void> {
     s.peer.sendall("hello world");
     char five[5];
@@ -86,7 +55,7 @@ TEST_P(stream_awaiters, read_and_read_into_take_buffered_bytes_first_then_one_re
 }
 
 TEST_P(stream_awaiters, read_until_eof_still_gathers_every_receive) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<std::string> {
     for (const char* part : {"one ", "two ", "three"})
       loop_->call_later(2ms, [&s, text = std::string(part)] { s.peer.sendall(text); });
@@ -97,7 +66,7 @@ TEST_P(stream_awaiters, read_until_eof_still_gathers_every_receive) {
 }
 
 TEST_P(stream_awaiters, they_convert_to_tasks_for_create_task_wait_for_and_gather) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<void> {
     // Stored as a task first, awaited later.
     char buf[16];
@@ -131,7 +100,7 @@ TEST_P(stream_awaiters, they_convert_to_tasks_for_create_task_wait_for_and_gathe
 }
 
 TEST_P(stream_awaiters, a_read_that_times_out_loses_nothing_and_the_stream_reads_on) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<void> {
     bool timed_out = false;
     try {
@@ -151,7 +120,7 @@ TEST_P(stream_awaiters, a_read_that_times_out_loses_nothing_and_the_stream_reads
 }
 
 TEST_P(stream_awaiters, cancelling_a_task_waiting_in_read_into_raises_cancelled_error_there) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<void> {
     char buf[8];
     auto waiting = pysock::create_task(s.reader.read_into(pysock::mutable_buffer(buf, sizeof buf)));
@@ -172,7 +141,7 @@ TEST_P(stream_awaiters, cancelling_a_task_waiting_in_read_into_raises_cancelled_
 }
 
 TEST_P(stream_awaiters, drain_waits_above_the_high_water_mark_and_reports_a_dead_peer) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   s.writer.set_write_buffer_limits(4096, 1024);
   auto body = [&]() -> task<void> {
     // Below the mark: at once, nothing to wait for.
@@ -210,7 +179,7 @@ TEST_P(stream_awaiters, drain_waits_above_the_high_water_mark_and_reports_a_dead
 }
 
 TEST_P(stream_awaiters, run_until_complete_takes_a_read_directly) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   s.peer.sendall("direct");
   char buf[16];
   EXPECT_EQ(loop_->run_until_complete(s.reader.read_into(pysock::mutable_buffer(buf, sizeof buf))),
@@ -219,7 +188,7 @@ TEST_P(stream_awaiters, run_until_complete_takes_a_read_directly) {
 }
 
 TEST_P(stream_awaiters, empty_handles_and_a_second_reader_get_clear_errors) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<void> {
     pysock::stream_reader no_reader;
     pysock::stream_writer no_writer;
@@ -251,7 +220,7 @@ TEST_P(stream_awaiters, empty_handles_and_a_second_reader_get_clear_errors) {
 // buffer. A read_into() that was withdrawn (timed out, cancelled) must never
 // have its buffer written afterwards: the bytes go to the next read instead.
 TEST_P(stream_awaiters, a_withdrawn_read_into_never_writes_its_buffer_later) {
-  auto s = make_pair(*loop_);
+  auto s = make_stream_pair(*loop_);
   auto body = [&]() -> task<void> {
     std::string stale(16, '-');
     bool timed_out = false;

@@ -170,6 +170,9 @@ enum class op_kind : std::uint8_t {
   // io_uring only: start_server's multishot accept request, one completion
   // per accepted connection (streams.cpp's server_accepted)
   accept_multishot,
+  // io_uring only: a plain stream's multishot receive into provided buffers,
+  // one completion per arrival (streams.cpp's stream_multishot_received)
+  stream_recv_multishot,
 };
 
 struct io_op : cancel_slot {
@@ -293,6 +296,18 @@ void stream_flush_done(io_op* op) noexcept;
 // io_uring: a completion of start_server's multishot accept request: `res` is
 // an accepted descriptor (now owned by the callee) or -errno.
 void server_accepted(io_op* op, int res) noexcept;
+// io_uring: the multishot receive a stream's fill waits on (armed by the
+// loop if it is not in the kernel yet), or null where the fill needs a
+// request of its own (TLS streams, a closed or finished stream).
+io_op* stream_multishot_for(io_op* fill) noexcept;
+// A completion of it: `res` bytes at `data` (a provided buffer, reusable when
+// this returns), 0 for EOF, or -errno (-ENOBUFS, -ECANCELED: nothing came).
+// Returns the stream's fill operation if a reader waits on it.
+io_op* stream_multishot_received(io_op* rx, const char* data, int res) noexcept;
+// Nobody reads and more than twice the stream's limit is buffered: the
+// loop withdraws the receive until a reader wants more (asyncio pauses
+// reading at the same mark).
+bool stream_multishot_over_limit(const io_op* rx) noexcept;
 
 // Hot-path system calls shared by the operations; retry EINTR (PEP 475).
 inline bool would_block(int err) noexcept { return err == EAGAIN || err == EWOULDBLOCK; }
@@ -611,7 +626,9 @@ class event_loop {
     int res;
     unsigned flags;  // the CQE's: which provided buffer a receive used
   };
-  ring_result ring_withdraw(std::uint64_t user_data) noexcept;
+  // Cancels the request (unless `cancel` is false: a multishot request
+  // cancelled already) and waits for its next completion.
+  ring_result ring_withdraw(std::uint64_t user_data, bool cancel = true) noexcept;
   void ring_abandon(detail::io_op* op) noexcept;
   void ring_poll(int timeout_ms);
   void ring_event(std::uint64_t user_data, int res, unsigned flags);
@@ -627,7 +644,10 @@ class event_loop {
   // (Linux 5.19+) until it fails or is withdrawn; withdrawing it closes the
   // descriptors it accepted that were not yet delivered.
   void ring_accept_multishot(detail::io_op* op);
+  void ring_recv_multishot(detail::io_op* op);
   void ring_withdraw_multishot(detail::io_op* op) noexcept;
+  void ring_settle_multishot(detail::io_op* op, int res, unsigned flags) noexcept;
+  void ring_finish_fill(detail::io_op* fill);
   static bool ring_cancel(detail::cancel_slot* slot) noexcept;
 
   // epoll_event.data of the loop's own descriptors; user descriptors are
