@@ -578,6 +578,12 @@ bool stream_fill_received(io_op* op, int res) noexcept {
 io_op* stream_multishot_for(io_op* fill) noexcept {
   stream_transport& t = *static_cast<stream_transport::fill_op*>(fill)->transport;
   if (t.codec != nullptr || t.closed || t.eof || t.read_error) return nullptr;
+  // TCP only. Over Unix sockets the multishot receive measured 0.87x / 0.88x
+  // the request per wait at 50 / 1,000 connections (the kernel's Unix
+  // receive path gains nothing from staying armed; the copy out of the
+  // provided buffer remains), where TCP gained (1.00x / 1.07x of epoll,
+  // from 0.94x / 0.85x).
+  if (t.sock.family() == AF_UNIX) return nullptr;
   return &t.rx;
 }
 io_op* stream_multishot_received(io_op* rx, const char* data, int res) noexcept {

@@ -3,7 +3,7 @@
 // For stream tests that run once per loop backend: a fixture owning a loop
 // of the test's backend (the io_uring instance skips, with the loop's own
 // reason, where the loop fell back to epoll), and a stream pair over a
-// socket pair whose other end is a plain socket.
+// socket pair or loopback TCP whose other end is a plain socket.
 #pragma once
 
 #include <pysock/streams.hpp>
@@ -26,6 +26,27 @@ inline stream_pair make_stream_pair(pysock::event_loop& loop, pysock::stream_lim
   auto [ours, theirs] = pysock::socketpair();
   auto [reader, writer] = pysock::make_streams(loop, std::move(ours), limits);
   return {std::move(reader), std::move(writer), std::move(theirs)};
+}
+
+// The same over loopback TCP: the peer is the connecting side.
+// `socket_buffer` (when not 0) fixes both ends' SO_SNDBUF/SO_RCVBUF, which
+// also stops the kernel's autotuning: what is in flight stays bounded.
+inline stream_pair make_tcp_stream_pair(pysock::event_loop& loop, pysock::stream_limits limits = {},
+                                        int socket_buffer = 0) {
+  pysock::socket listener = pysock::create_server(pysock::address("127.0.0.1", 0));
+  pysock::socket peer(AF_INET, SOCK_STREAM);
+  if (socket_buffer != 0) {
+    peer.setsockopt(pysock::so_sndbuf, socket_buffer);
+    peer.setsockopt(pysock::so_rcvbuf, socket_buffer);
+  }
+  peer.connect(listener.getsockname());
+  auto accepted = listener.accept();
+  if (socket_buffer != 0) {
+    accepted.first.setsockopt(pysock::so_sndbuf, socket_buffer);
+    accepted.first.setsockopt(pysock::so_rcvbuf, socket_buffer);
+  }
+  auto [reader, writer] = pysock::make_streams(loop, std::move(accepted.first), limits);
+  return {std::move(reader), std::move(writer), std::move(peer)};
 }
 
 class on_each_backend : public testing::TestWithParam<pysock::loop_backend> {
