@@ -111,6 +111,17 @@ constexpr int kBufferGroup = 0;
 
 std::size_t buffer_ring_bytes() noexcept { return kProvidedBuffers * sizeof(io_uring_buf); }
 
+// The provided buffer a completion's flags name.
+std::byte* provided_buffer(const uring& r, unsigned flags) noexcept {
+  return r.buffers + (flags >> IORING_CQE_BUFFER_SHIFT) * kProvidedBufferStride;
+}
+
+// What a multishot receive's completion brought: its bytes, or null.
+const char* received_bytes(const uring& r, int res, unsigned flags) noexcept {
+  if (res <= 0 || (flags & IORING_CQE_F_BUFFER) == 0) return nullptr;
+  return reinterpret_cast<const char*>(provided_buffer(r, flags));
+}
+
 void release_buffer_ring(uring& r) noexcept {
   if (r.buffer_ring == nullptr) return;
   io_uring_unregister_buf_ring(&r.ring, kBufferGroup);
@@ -314,7 +325,7 @@ void event_loop::ring_arm(detail::io_op* op, bool native) {
 void event_loop::ring_recycle_buffer(unsigned flags) noexcept {
   if ((flags & IORING_CQE_F_BUFFER) == 0 || ring_->buffer_ring == nullptr) return;
   const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
-  io_uring_buf_ring_add(ring_->buffer_ring, ring_->buffers + id * detail::kProvidedBufferStride,
+  io_uring_buf_ring_add(ring_->buffer_ring, detail::provided_buffer(*ring_, flags),
                         detail::kProvidedBufferSize, static_cast<unsigned short>(id),
                         io_uring_buf_ring_mask(detail::kProvidedBuffers), 0);
   io_uring_buf_ring_advance(ring_->buffer_ring, 1);
@@ -333,11 +344,9 @@ int event_loop::ring_finish_native(detail::io_op* op, int res, unsigned flags) n
   if (op->kind == op_kind::recv) {  // always a provided-buffer request
     auto* o = static_cast<recv_op*>(op);
     if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0) {
-      const unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
       try {
-        o->data_.assign(
-            reinterpret_cast<const char*>(ring_->buffers + id * detail::kProvidedBufferStride),
-            static_cast<std::size_t>(res));
+        o->data_.assign(reinterpret_cast<const char*>(detail::provided_buffer(*ring_, flags)),
+                        static_cast<std::size_t>(res));
       } catch (const std::bad_alloc&) {
         o->ec = std::make_error_code(std::errc::not_enough_memory);
       }
@@ -456,12 +465,8 @@ void event_loop::ring_settle_multishot(detail::io_op* op, int res, unsigned flag
     if (res >= 0) ::close(res);
     return;
   }
-  const char* data = nullptr;
-  if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0)
-    data = reinterpret_cast<const char*>(ring_->buffers + (flags >> IORING_CQE_BUFFER_SHIFT) *
-                                                              detail::kProvidedBufferStride);
   if (res == -EINVAL) res = -ENOBUFS;  // refused: nothing came
-  detail::stream_multishot_received(op, data, res);
+  detail::stream_multishot_received(op, detail::received_bytes(*ring_, res, flags), res);
   ring_recycle_buffer(flags);
 }
 
@@ -575,11 +580,8 @@ void event_loop::ring_event(std::uint64_t user_data, int res, unsigned flags) {
         res = -ENOBUFS;  // nothing came; the reader's fill takes a request
       }
     }
-    const char* data = nullptr;
-    if (res > 0 && (flags & IORING_CQE_F_BUFFER) != 0)
-      data = reinterpret_cast<const char*>(ring_->buffers + (flags >> IORING_CQE_BUFFER_SHIFT) *
-                                                                detail::kProvidedBufferStride);
-    detail::io_op* fill = detail::stream_multishot_received(op, data, res);
+    detail::io_op* fill =
+        detail::stream_multishot_received(op, detail::received_bytes(*ring_, res, flags), res);
     ring_recycle_buffer(flags);
     if (fill == nullptr) {
       if (op->in_ring && detail::stream_multishot_over_limit(op)) ring_withdraw_multishot(op);

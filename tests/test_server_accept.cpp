@@ -22,20 +22,12 @@
 #include <vector>
 
 #include "support/checks.hpp"
+#include "support/stream_backends.hpp"
 
 using namespace std::chrono_literals;
 using pysock::task;
 
 namespace {
-
-pysock::loop_backend current_backend = pysock::loop_backend::epoll;
-
-pysock::loop_options options() { return pysock::loop_options{current_backend}; }
-
-template <class T>
-T run_bounded(task<T> body, std::chrono::seconds limit = 20s) {
-  return pysock::run(pysock::wait_for(std::move(body), limit), options());
-}
 
 // Echoes one line, then closes.
 task<void> echo_one_line(pysock::stream_reader reader, pysock::stream_writer writer) {
@@ -75,25 +67,8 @@ std::string outcome_after_server_close(pysock::socket& client) {
   }
 }
 
-class server_accept : public testing::TestWithParam<pysock::loop_backend> {
- protected:
-  void SetUp() override {
-    current_backend = GetParam();
-    testing::internal::CaptureStderr();
-    const pysock::event_loop probe(options());
-    const std::string log = testing::internal::GetCapturedStderr();
-    if (probe.backend() != GetParam())
-      GTEST_SKIP() << "the " << pysock::to_string(GetParam())
-                   << " backend is not available here; the loop fell back to "
-                   << pysock::to_string(probe.backend()) << ": " << log;
-  }
-};
-INSTANTIATE_TEST_SUITE_P(backends, server_accept,
-                         testing::Values(pysock::loop_backend::epoll,
-                                         pysock::loop_backend::io_uring),
-                         [](const testing::TestParamInfo<pysock::loop_backend>& param_info) {
-                           return std::string(pysock::to_string(param_info.param));
-                         });
+class server_accept : public test_support::on_each_backend {};
+PYSOCK_ON_EACH_BACKEND(server_accept);
 
 }  // namespace
 
@@ -186,7 +161,7 @@ TEST_P(server_accept, a_server_that_outlives_its_loop_leaks_nothing_and_stops_li
   int port = 0;
   std::optional<pysock::socket> waiting_client;
   {
-    pysock::event_loop loop(options());
+    pysock::event_loop loop(pysock::loop_options{GetParam()});
     auto body = [&]() -> task<void> {
       kept.emplace(co_await pysock::start_server(echo_one_line, "127.0.0.1", 0));
       port = kept->sockname().port();
