@@ -869,7 +869,6 @@ bool stream_fill_wait::await_ready() {
     direct_mode_ = true;
     t.direct = static_cast<char*>(static_cast<void*>(direct_.data()));
     t.direct_size = direct_.size();
-    t.direct_got = 0;
   }
   return t.try_fill();
 }
@@ -998,7 +997,9 @@ std::pair<stream_reader, stream_writer> make_streams(event_loop& loop, socket so
                                                      const stream_limits& limits) {
   if (sock.closed())
     throw_os_error(std::make_error_code(std::errc::bad_file_descriptor), "make_streams");
-  sock.setblocking(false);
+  // Accepted by the loop (sock_accept, start_server) it is non-blocking
+  // already: no second ioctl per connection.
+  if (sock.getblocking()) sock.setblocking(false);
   // asyncio sets TCP_NODELAY on every TCP transport: a stream writes whole
   // messages, and Nagle plus delayed ACKs would stall small replies ~40 ms.
   if ((sock.family() == AF_INET || sock.family() == AF_INET6) && sock.type() == SOCK_STREAM) {
@@ -1121,17 +1122,18 @@ bool is_resource_shortage(const std::error_code& ec) {
 }
 
 // Python's asyncio: out of descriptors or memory, log and stop accepting for
-// a while instead of spinning on the error (true: pause); a connection
-// aborted before accept() is just skipped (false). Anything else ends the
-// accept loop. Called inside the handler that caught `e`.
-bool pause_after_accept_error(const os_error& e) {
-  if (is_resource_shortage(e.code())) {
-    std::fprintf(stderr, "pysock: accept(): %s; pausing accepts for 100 ms\n", e.what());
-    return true;
+// a while instead of spinning on the error; a connection aborted before
+// accept() is just skipped; anything else ends the accept loop. `what`
+// describes the error for the log line.
+enum class accept_failure { pause, skip, fatal };
+accept_failure classify_accept_error(const std::error_code& ec, const char* what) {
+  if (is_resource_shortage(ec)) {
+    std::fprintf(stderr, "pysock: accept(): %s; pausing accepts for 100 ms\n", what);
+    return accept_failure::pause;
   }
-  if (e.code() == std::errc::connection_aborted || e.code() == std::errc::protocol_error)
-    return false;
-  throw;
+  if (ec == std::errc::connection_aborted || ec == std::errc::protocol_error)
+    return accept_failure::skip;
+  return accept_failure::fatal;
 }
 
 // The accept task's frame holds the state and the state holds the task's
@@ -1203,8 +1205,7 @@ void server_accepted(io_op* op, int res) noexcept {
   acceptor->arrived.set();
 }
 #else
-void withdraw_acceptor(multishot_acceptor*) noexcept {}
-void server_accepted(io_op*, int) noexcept {}
+void withdraw_acceptor(multishot_acceptor*) noexcept {}  // never made without io_uring
 #endif
 
 namespace {
@@ -1229,13 +1230,9 @@ task<bool> accept_multishot_loop(std::shared_ptr<server_state> st) {
     }
     const std::error_code ec = std::exchange(acceptor.error, std::error_code());
     if (ec == std::errc::invalid_argument && !acceptor.delivered) co_return false;
-    bool pause = false;
-    try {
-      throw_os_error(ec, "accept()");
-    } catch (const os_error& e) {
-      pause = pause_after_accept_error(e);
-    }
-    if (pause) co_await sleep(std::chrono::milliseconds(100));
+    const accept_failure failure = classify_accept_error(ec, ec.message().c_str());
+    if (failure == accept_failure::fatal) throw_os_error(ec, "accept()");
+    if (failure == accept_failure::pause) co_await sleep(std::chrono::milliseconds(100));
   }
   co_return true;
 }
@@ -1256,7 +1253,9 @@ task<void> accept_loop(std::shared_ptr<server_state> st) {
       conn = co_await st->loop->sock_accept(st->listener);
     } catch (const os_error& e) {
       if (st->closed) co_return;
-      pause = pause_after_accept_error(e);
+      const accept_failure failure = classify_accept_error(e.code(), e.what());
+      if (failure == accept_failure::fatal) throw;
+      pause = failure == accept_failure::pause;
     }
     if (pause) {
       co_await sleep(std::chrono::milliseconds(100));
